@@ -1,0 +1,69 @@
+"""`worldgen models ...`: inspect, download and make tiny model directories."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from worldgen.config import Settings
+from worldgen.errors import InvalidRequest
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("models", help="model files: list, download, make-tiny")
+    sub = parser.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+
+    tiny = sub.add_parser("make-tiny", help="write tiny random-weight twins of every model into DIR")
+    tiny.add_argument("dir", type=Path)
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.set_defaults(run=_make_tiny)
+
+    listing = sub.add_parser("list", help="show each model and whether its files are present")
+    listing.add_argument("--dir", type=Path, default=None, help="models root (default: WORLDGEN_MODELS_DIR)")
+    listing.set_defaults(run=_list)
+
+    download = sub.add_parser("download", help="fetch models from their sources into the models root")
+    download.add_argument("names", nargs="*", help="logical model names (default: all)")
+    download.add_argument("--dir", type=Path, default=None, help="models root (default: WORLDGEN_MODELS_DIR)")
+    download.set_defaults(run=_download)
+
+
+def _root(args: argparse.Namespace) -> Path:
+    return args.dir if args.dir is not None else Settings().resolved_models_dir
+
+
+def _make_tiny(args: argparse.Namespace) -> int:
+    from worldgen.models.tiny import make_tiny
+
+    folders = make_tiny(args.dir, seed=args.seed)
+    size = sum(p.stat().st_size for p in Path(args.dir).rglob("*") if p.is_file())
+    print(f"wrote {len(folders)} tiny models to {args.dir} ({size / 1e6:.1f} MB, seed {args.seed})")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from worldgen.models.registry import MODELS
+    from worldgen.models.resolver import missing_files
+
+    root = _root(args)
+    for name, spec in MODELS.items():
+        missing = missing_files(root / spec.relative_dir, spec)
+        state = "ok" if not missing else f"missing {len(missing)} file(s), e.g. {missing[0]}"
+        print(f"{name:20s} {spec.relative_dir:55s} {state}")
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from worldgen.models.registry import MODELS, get_spec
+    from worldgen.models.resolver import download
+
+    root = _root(args)
+    names = args.names or list(MODELS)
+    for name in names:
+        try:
+            spec = get_spec(name)
+        except KeyError as exc:
+            raise InvalidRequest(str(exc.args[0])) from None
+        print(f"downloading {name} ({spec.repo_id}) → {root / spec.relative_dir}")
+        download(spec, root, token=Settings().hf_token)
+    return 0

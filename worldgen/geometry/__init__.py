@@ -1,0 +1,1 @@
+"""Vectorised spherical geometry shared by the stages (projections, rays, meshes)."""

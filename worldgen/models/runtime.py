@@ -1,0 +1,98 @@
+"""The model runtime a job runs with: device, precision, model files, and who is resident.
+
+Components are loaded when a step starts and released when it ends (`hold`), so peak memory is
+one component plus activations. The registry of resident models is the single place that
+enforces that, and it keeps the peak set for the manifest and for tests.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+
+from worldgen.models.precision import Precision, PrecisionChoice, resolve_precision
+from worldgen.models.resolver import ModelResolver
+
+T = TypeVar("T")
+
+# Kinds of which at most one instance may be resident at any time.
+EXCLUSIVE_KINDS = frozenset({"flux-transformer", "t5"})
+
+
+class ResidencyError(RuntimeError):
+    """A second copy of an exclusive kind of model was about to be loaded."""
+
+
+@dataclass
+class ModelRuntime:
+    resolver: ModelResolver
+    device: torch.device
+    precision: PrecisionChoice
+    resident: dict[str, str] = field(default_factory=dict)
+    """key → kind of every model currently loaded."""
+    peak_resident: list[str] = field(default_factory=list)
+    load_seconds: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, models_dir: Path, *, device: str | torch.device | None = None,
+               precision: Precision | str = Precision.AUTO, allow_download: bool = False,
+               hf_token: str | None = None) -> ModelRuntime:
+        dev = torch.device(device) if device else default_device()
+        return cls(
+            resolver=ModelResolver(Path(models_dir), allow_download=allow_download, hf_token=hf_token),
+            device=dev,
+            precision=resolve_precision(precision, dev),
+        )
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.precision.compute_dtype
+
+    def path(self, name: str) -> Path:
+        return self.resolver.resolve(name)
+
+    @contextmanager
+    def hold(self, key: str, kind: str, load: Callable[[], T]) -> Iterator[T]:
+        """Load a model for the duration of a `with` block, then free it."""
+        if kind in EXCLUSIVE_KINDS and kind in self.resident.values():
+            other = next(k for k, v in self.resident.items() if v == kind)
+            raise ResidencyError(f"cannot load {key!r}: {other!r} ({kind}) is still resident")
+        started = time.perf_counter()
+        model = load()
+        self.load_seconds[key] = self.load_seconds.get(key, 0.0) + time.perf_counter() - started
+        self.resident[key] = kind
+        if len(self.resident) > len(self.peak_resident):
+            self.peak_resident = sorted(self.resident)
+        try:
+            yield model
+        finally:
+            del self.resident[key]
+            release(model)
+            del model
+            free_memory(self.device)
+
+
+def release(model: object) -> None:
+    """Drop a module's storage even if callers still hold a reference to the object."""
+    if isinstance(model, torch.nn.Module):
+        try:
+            model.to_empty(device=torch.device("meta"))
+        except (RuntimeError, NotImplementedError, TypeError):
+            pass  # tensor subclasses that cannot move to meta are freed by the collector
+
+
+def free_memory(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")

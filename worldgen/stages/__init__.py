@@ -1,0 +1,1 @@
+"""Pipeline stages, one per file: text/image → panorama, layers, depth, mesh, export."""

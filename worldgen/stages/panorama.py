@@ -1,0 +1,85 @@
+"""What both panorama stages share: request settings, their validation, and the output image."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from worldgen.errors import InvalidRequest
+
+DEFAULT_HEIGHT, DEFAULT_WIDTH = 960, 1920
+MAX_PROMPT_CHARS = 2000
+MAX_HEIGHT = 2048
+MAX_STEPS = 200
+
+
+@dataclass(frozen=True)
+class PanoramaSpec:
+    prompt: str
+    seed: int
+    negative_prompt: str = ""
+    height: int = DEFAULT_HEIGHT
+    width: int = DEFAULT_WIDTH
+    steps: int = 50
+    guidance: float = 30.0
+    true_cfg_scale: float | None = None
+    """None = the mode's default (text: 1.0 = off, as the reference; image: 2.0)."""
+    seam: bool = True
+    """Seam handling (latent extension + blending + wrapped decode). Off only to measure its effect."""
+
+
+@dataclass
+class PanoramaResult:
+    image: np.ndarray
+    """(H, W, 3) uint8 RGB equirectangular panorama."""
+    seed: int
+    settings: dict[str, object] = field(default_factory=dict)
+
+
+def validate_spec(spec: PanoramaSpec) -> None:
+    """Reject what the pipeline cannot do, with messages that name the field."""
+    if not spec.prompt.strip():
+        raise InvalidRequest("prompt must not be empty", details={"field": "prompt"})
+    if len(spec.prompt) > MAX_PROMPT_CHARS:
+        raise InvalidRequest(
+            f"prompt is {len(spec.prompt)} characters; at most {MAX_PROMPT_CHARS} are allowed",
+            details={"field": "prompt"},
+        )
+    if len(spec.negative_prompt) > MAX_PROMPT_CHARS:
+        raise InvalidRequest(
+            f"negative_prompt is longer than {MAX_PROMPT_CHARS} characters", details={"field": "negative_prompt"}
+        )
+    validate_size(spec.height, spec.width)
+    if not 1 <= spec.steps <= MAX_STEPS:
+        raise InvalidRequest(f"steps must be 1..{MAX_STEPS}, got {spec.steps}", details={"field": "steps"})
+    if not 0 <= spec.seed < 2**32:
+        raise InvalidRequest(f"seed must be 0..2^32-1, got {spec.seed}", details={"field": "seed"})
+    if spec.true_cfg_scale is not None and not 0 <= spec.true_cfg_scale <= 20:
+        raise InvalidRequest("true_cfg_scale must be 0..20", details={"field": "true_cfg_scale"})
+
+
+def validate_size(height: int, width: int) -> None:
+    if width != 2 * height:
+        raise InvalidRequest(
+            f"a panorama is 2:1 (width = 2 × height); got {width}×{height}", details={"field": "width"}
+        )
+    if height % 16 or width % 16:
+        raise InvalidRequest(
+            f"height and width must be multiples of 16; got {width}×{height}", details={"field": "height"}
+        )
+    if not 64 <= height <= MAX_HEIGHT:
+        raise InvalidRequest(
+            f"height must be 64..{MAX_HEIGHT}; got {height}", details={"field": "height"}
+        )
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Decoded (1, 3, H, W) in [-1, 1] → (H, W, 3) uint8, rounded like diffusers' postprocess."""
+    array = (images[0].float() / 2 + 0.5).clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    return (array * 255).round().astype(np.uint8)
+
+
+def effective_true_cfg(spec: PanoramaSpec, default: float) -> float:
+    return default if spec.true_cfg_scale is None else spec.true_cfg_scale
