@@ -50,7 +50,7 @@ def _run(args: argparse.Namespace) -> int:
     from worldgen.models.runtime import ModelRuntime
     from worldgen.progress import Progress
     from worldgen.stages.image_to_panorama import image_to_panorama
-    from worldgen.stages.panorama import PanoramaSpec
+    from worldgen.stages.panorama import PanoramaSpec, validate_spec
     from worldgen.stages.text_to_panorama import text_to_panorama
 
     settings = Settings()
@@ -64,6 +64,7 @@ def _run(args: argparse.Namespace) -> int:
         guidance=args.guidance,
         true_cfg_scale=args.true_cfg_scale,
     )
+    validate_spec(spec)
     photo = load_photo(args.image) if args.image is not None else None
     runtime = ModelRuntime.create(
         args.models_dir or settings.resolved_models_dir,

@@ -21,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from worldgen import logs
+
+    logs.configure()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -38,8 +38,11 @@ class PrecisionChoice:
     reason: str
 
     def as_dict(self) -> dict[str, str]:
-        return {"mode": self.mode.value, "compute_dtype": str(self.compute_dtype).removeprefix("torch."),
-                "reason": self.reason}
+        return {
+            "mode": self.mode.value,
+            "compute_dtype": str(self.compute_dtype).removeprefix("torch."),
+            "reason": self.reason,
+        }
 
 
 def fp8_compute_supported(device: torch.device) -> bool:

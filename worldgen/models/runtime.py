@@ -7,6 +7,7 @@ enforces that, and it keeps the peak set for the manifest and for tests.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
 from collections.abc import Callable, Iterator
@@ -41,9 +42,15 @@ class ModelRuntime:
     load_seconds: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, models_dir: Path, *, device: str | torch.device | None = None,
-               precision: Precision | str = Precision.AUTO, allow_download: bool = False,
-               hf_token: str | None = None) -> ModelRuntime:
+    def create(
+        cls,
+        models_dir: Path,
+        *,
+        device: str | torch.device | None = None,
+        precision: Precision | str = Precision.AUTO,
+        allow_download: bool = False,
+        hf_token: str | None = None,
+    ) -> ModelRuntime:
         dev = torch.device(device) if device else default_device()
         return cls(
             resolver=ModelResolver(Path(models_dir), allow_download=allow_download, hf_token=hf_token),
@@ -82,10 +89,9 @@ class ModelRuntime:
 def release(model: object) -> None:
     """Drop a module's storage even if callers still hold a reference to the object."""
     if isinstance(model, torch.nn.Module):
-        try:
+        # Tensor subclasses that cannot move to meta are freed by the collector instead.
+        with contextlib.suppress(RuntimeError, NotImplementedError, TypeError):
             model.to_empty(device=torch.device("meta"))
-        except (RuntimeError, NotImplementedError, TypeError):
-            pass  # tensor subclasses that cannot move to meta are freed by the collector
 
 
 def free_memory(device: torch.device) -> None:

@@ -76,7 +76,9 @@ def image_to_panorama(
     progress.check()
     with runtime.hold(f"{BASE_MODEL}:vae", "vae", lambda: load_vae(repo, runtime.device, runtime.dtype)) as vae:
         masked_latents = encode_sample(vae, masked, generator)
-    condition = torch.cat([masked_latents.to(runtime.dtype), L.patchify_mask(mask_t).to(masked_latents.device, runtime.dtype)], dim=1)
+    condition = torch.cat(
+        [masked_latents.to(runtime.dtype), L.patchify_mask(mask_t).to(masked_latents.device, runtime.dtype)], dim=1
+    )
     settings = SamplingSettings(
         steps=spec.steps, guidance=spec.guidance, true_cfg=true_cfg, seam_extend=L.SEAM_EXTEND if spec.seam else 0
     )

@@ -70,9 +70,7 @@ def validate_size(height: int, width: int) -> None:
             f"height and width must be multiples of 16; got {width}×{height}", details={"field": "height"}
         )
     if not 64 <= height <= MAX_HEIGHT:
-        raise InvalidRequest(
-            f"height must be 64..{MAX_HEIGHT}; got {height}", details={"field": "height"}
-        )
+        raise InvalidRequest(f"height must be 64..{MAX_HEIGHT}; got {height}", details={"field": "height"})
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

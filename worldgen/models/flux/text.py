@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
 import torch
 
 from worldgen.models.runtime import ModelRuntime

@@ -1,0 +1,49 @@
+"""`worldgen generate --stage panorama` as a user runs it: a real subprocess on the tiny models."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def _worldgen(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "worldgen.cli.main", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_generate_panorama(tiny_models: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = _worldgen("generate", "a harbour at night", "--stage", "panorama", "--out", str(out),
+                       "--models-dir", str(tiny_models), "--steps", "2", "--height", "64", "--seed", "9")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "seed 9" in result.stdout
+    image = np.asarray(Image.open(out / "panorama.png"))
+    assert image.shape == (64, 128, 3)
+
+
+def test_generate_from_an_image(tiny_models: Path, tmp_path: Path) -> None:
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray((np.random.default_rng(1).random((48, 64, 3)) * 255).astype(np.uint8)).save(photo)
+    result = _worldgen("generate", "a kitchen", "--image", str(photo), "--out", str(tmp_path / "o"),
+                       "--models-dir", str(tiny_models), "--steps", "1", "--height", "64")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert Image.open(tmp_path / "o/panorama.png").size == (128, 64)
+
+
+def test_bad_inputs_name_the_problem(tiny_models: Path, tmp_path: Path) -> None:
+    bad_size = _worldgen("generate", "a lake", "--out", str(tmp_path), "--models-dir", str(tiny_models),
+                         "--height", "100")  # fmt: skip
+    assert bad_size.returncode == 2
+    assert "multiples of 16" in bad_size.stderr and "Traceback" not in bad_size.stderr
+    missing = _worldgen("generate", "a lake", "--out", str(tmp_path), "--models-dir", str(tmp_path / "none"),
+                        "--height", "64")  # fmt: skip
+    assert missing.returncode == 2
+    assert "worldgen models download flux-dev" in missing.stderr
+    no_image = _worldgen("generate", "a lake", "--image", str(tmp_path / "nope.png"), "--out", str(tmp_path),
+                         "--models-dir", str(tiny_models), "--height", "64")  # fmt: skip
+    assert no_image.returncode == 2 and "image not found" in no_image.stderr
