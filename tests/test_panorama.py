@@ -181,3 +181,25 @@ def test_image_to_panorama(cpu_runtime: ModelRuntime, forward_calls: list) -> No
     assert forward_calls[0].shape[-1] == 384  # 64 noisy + 64 masked-image + 256 mask channels
     assert len(forward_calls) == 2 * 2 * SMALL["steps"]  # true CFG 2.0 by default, two runs
     assert result.settings["true_cfg_scale"] == 2.0
+
+
+def test_step_cache_skips_block_work(cpu_runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TaylorSeer caching (off by default) computes attention on fewer steps and stays close."""
+    from diffusers.models.transformers.transformer_flux import FluxAttnProcessor
+
+    attention_calls = []
+    original = FluxAttnProcessor.__call__
+
+    def spy(self, *args, **kwargs):
+        attention_calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FluxAttnProcessor, "__call__", spy)
+    spec = {"prompt": "a lake", "seed": 3, "height": 128, "width": 256, "steps": 12}
+    plain = text_to_panorama(cpu_runtime, PanoramaSpec(**spec)).image
+    full = len(attention_calls)
+    cached = text_to_panorama(cpu_runtime, PanoramaSpec(**spec, step_cache="taylorseer")).image
+    assert len(attention_calls) - full < 0.8 * full
+    assert np.abs(cached.astype(int) - plain.astype(int)).mean() < 40
+    with pytest.raises(InvalidRequest, match="step_cache"):
+        text_to_panorama(cpu_runtime, PanoramaSpec(**spec, step_cache="deepcache"))

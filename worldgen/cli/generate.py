@@ -24,6 +24,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--width", type=int, default=None, help="default: 2 × height")
     parser.add_argument("--guidance", type=float, default=30.0)
     parser.add_argument("--true-cfg-scale", type=float, default=None)
+    parser.add_argument("--step-cache", default="off", help="off | first-block | taylorseer")
     parser.add_argument("--precision", default=None, help="auto | fp32 | bf16 | fp8-storage | fp8")
     parser.add_argument("--device", default=None)
     parser.add_argument("--models-dir", type=Path, default=None)
@@ -63,6 +64,7 @@ def _run(args: argparse.Namespace) -> int:
         steps=args.steps,
         guidance=args.guidance,
         true_cfg_scale=args.true_cfg_scale,
+        step_cache=args.step_cache,
     )
     validate_spec(spec)
     photo = load_photo(args.image) if args.image is not None else None

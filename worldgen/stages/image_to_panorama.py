@@ -80,7 +80,11 @@ def image_to_panorama(
         [masked_latents.to(runtime.dtype), L.patchify_mask(mask_t).to(masked_latents.device, runtime.dtype)], dim=1
     )
     settings = SamplingSettings(
-        steps=spec.steps, guidance=spec.guidance, true_cfg=true_cfg, seam_extend=L.SEAM_EXTEND if spec.seam else 0
+        steps=spec.steps,
+        guidance=spec.guidance,
+        true_cfg=true_cfg,
+        seam_extend=L.SEAM_EXTEND if spec.seam else 0,
+        step_cache=spec.step_cache,
     )
     progress.update("loading_models", 0.5, "transformer")
 
@@ -109,6 +113,7 @@ def image_to_panorama(
             "guidance": spec.guidance,
             "true_cfg_scale": true_cfg,
             "seam": spec.seam,
+            "step_cache": spec.step_cache,
             "lora": LORA,
             "fov_degrees": FOV_DEGREES,
         },

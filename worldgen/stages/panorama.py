@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from worldgen.errors import InvalidRequest
+from worldgen.models.flux.sampler import STEP_CACHES
 
 DEFAULT_HEIGHT, DEFAULT_WIDTH = 960, 1920
 MAX_PROMPT_CHARS = 2000
@@ -26,6 +27,8 @@ class PanoramaSpec:
     guidance: float = 30.0
     true_cfg_scale: float | None = None
     """None = the mode's default (text: 1.0 = off, as the reference; image: 2.0)."""
+    step_cache: str = "off"
+    """off | first-block | taylorseer: diffusers cache hooks, trading a little fidelity for speed."""
     seam: bool = True
     """Seam handling (latent extension + blending + wrapped decode). Off only to measure its effect."""
 
@@ -56,6 +59,11 @@ def validate_spec(spec: PanoramaSpec) -> None:
         raise InvalidRequest(f"steps must be 1..{MAX_STEPS}, got {spec.steps}", details={"field": "steps"})
     if not 0 <= spec.seed < 2**32:
         raise InvalidRequest(f"seed must be 0..2^32-1, got {spec.seed}", details={"field": "seed"})
+    if spec.step_cache not in STEP_CACHES:
+        raise InvalidRequest(
+            f"step_cache must be one of {', '.join(STEP_CACHES)}; got {spec.step_cache!r}",
+            details={"field": "step_cache"},
+        )
     if spec.true_cfg_scale is not None and not 0 <= spec.true_cfg_scale <= 20:
         raise InvalidRequest("true_cfg_scale must be 0..20", details={"field": "true_cfg_scale"})
 

@@ -40,6 +40,7 @@ def text_to_panorama(runtime: ModelRuntime, spec: PanoramaSpec, progress: Progre
         guidance=spec.guidance,
         true_cfg=true_cfg,
         seam_extend=L.SEAM_EXTEND if spec.seam else 0,
+        step_cache=spec.step_cache,
     )
     lora = read_lora(lora_folder, LORA)
     progress.check()
@@ -75,6 +76,7 @@ def text_to_panorama(runtime: ModelRuntime, spec: PanoramaSpec, progress: Progre
             "guidance": spec.guidance,
             "true_cfg_scale": true_cfg,
             "seam": spec.seam,
+            "step_cache": spec.step_cache,
             "lora": LORA,
         },
     )

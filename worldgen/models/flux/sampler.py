@@ -6,6 +6,7 @@ only in the conditioning channels and the guidance settings.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,32 @@ class SamplingSettings:
     """True classifier-free guidance; > 1 runs a second, negative pass per step."""
     seam_extend: int = L.SEAM_EXTEND
     seam_blend_last_step: int = L.SEAM_BLEND_LAST_STEP
+    step_cache: str = "off"
+    """Step caching through diffusers' cache hooks: off | first-block | taylorseer (see STEP_CACHES)."""
+
+
+STEP_CACHES = ("off", "first-block", "taylorseer")
+
+
+def enable_step_cache(transformer, name: str, steps: int) -> None:
+    """Attach a diffusers cache hook to `transformer` (reset if one is attached already).
+
+    first-block: skip the remaining blocks while the first block's residual changes < 5 %.
+    taylorseer: full steps every 5th step after the first 3 (and the last 3), Taylor-extrapolated
+    features in between: a fixed, predictable saving.
+    """
+    from diffusers.hooks import FirstBlockCacheConfig, TaylorSeerCacheConfig
+
+    if name not in STEP_CACHES:
+        raise ValueError(f"unknown step cache {name!r}; choose one of {', '.join(STEP_CACHES)}")
+    if getattr(transformer, "is_cache_enabled", False):
+        transformer.disable_cache()
+    if name == "first-block":
+        transformer.enable_cache(FirstBlockCacheConfig(threshold=0.05))
+    elif name == "taylorseer":
+        transformer.enable_cache(
+            TaylorSeerCacheConfig(cache_interval=5, disable_cache_before_step=3, disable_cache_after_step=steps - 3)
+        )
 
 
 def calculate_shift(tokens: int, config) -> float:
@@ -77,8 +104,16 @@ def denoise(
     use_cfg = settings.true_cfg > 1 and negative is not None
     timesteps = set_timesteps(scheduler, settings.steps, h, w, device)
 
-    def predict(tokens: torch.Tensor, t: torch.Tensor, emb: TextEmbeddings) -> torch.Tensor:
+    enable_step_cache(transformer, settings.step_cache, settings.steps)
+
+    def predict(tokens: torch.Tensor, t: torch.Tensor, emb: TextEmbeddings, branch: str) -> torch.Tensor:
         hidden = tokens if cond_tokens is None else torch.cat([tokens, cond_tokens], dim=2)
+        # Cache hooks keep separate state per branch, so true CFG's two passes never mix.
+        context = transformer.cache_context(branch) if settings.step_cache != "off" else contextlib.nullcontext()
+        with context:
+            return _forward(hidden, t, emb)
+
+    def _forward(hidden: torch.Tensor, t: torch.Tensor, emb: TextEmbeddings) -> torch.Tensor:
         return transformer(
             hidden_states=hidden,
             timestep=t / 1000,
@@ -93,10 +128,10 @@ def denoise(
     for i, t in enumerate(timesteps):
         progress.check()
         timestep = t.expand(batch).to(dtype)
-        velocity = predict(latents, timestep, text)
+        velocity = predict(latents, timestep, text, "cond")
         if use_cfg:
             assert negative is not None
-            negative_velocity = predict(latents, timestep, negative)
+            negative_velocity = predict(latents, timestep, negative, "uncond")
             velocity = negative_velocity + settings.true_cfg * (velocity - negative_velocity)
         latents = scheduler.step(velocity, t, latents, return_dict=False)[0]
         if i <= settings.seam_blend_last_step and ext:
