@@ -12,16 +12,48 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WORLDGEN_", extra="ignore")
 
-    data_dir: Path = Field(Path("./worldgen-data"), description="Database, artifacts and logs of the embedded default.")
+    data_dir: Path = Field(Path("./worldgen-data"), description="Database, artifacts, work files and logs.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL (default: SQLite in the data dir).")
+    storage_url: str | None = Field(None, description="Artifact storage: a directory or s3://bucket/prefix.")
     models_dir: Path | None = Field(None, description="Root of the model files (default: DATA_DIR/models).")
-    allow_downloads: bool = Field(False, description="Fetch missing model files from their source (hub / GitHub).")
-    device: str | None = Field(None, description="Torch device for generation (default: cuda if available, else cpu).")
-    precision: str = Field("auto", description="auto | fp32 | bf16 | fp8-storage | fp8")
+    allow_downloads: bool = Field(False, description="Fetch missing model files from their source.")
+    device: str | None = Field(None, description="Torch device for generation (default: cuda if present).")
+    precision: str = Field("auto", description="Default precision: auto | fp32 | bf16 | fp8-storage | fp8.")
+    backend: str = Field("local", description="Where jobs run: local | sagemaker.")
+    worker_concurrency: int = Field(1, ge=1, description="Jobs a local worker runs at once (GPU concurrency).")
+    max_attempts: int = Field(2, ge=1, description="Attempts per job before it fails (worker lost, crashes).")
+    cancel_grace_seconds: float = Field(30.0, gt=0, description="SIGTERM → SIGKILL delay when cancelling.")
+    lost_after_seconds: float = Field(120.0, gt=0, description="Heartbeat age after which a worker is lost.")
+    retention_days: float | None = Field(None, gt=0, description="Remove artifacts of finished jobs after N days.")
+    server_url: str = Field("http://127.0.0.1:8000", description="API base URL for the CLI client commands.")
+    upload_max_bytes: int = Field(20 * 1024 * 1024, description="Largest PNG/JPEG upload.")
+    upload_max_npy_bytes: int = Field(64 * 1024 * 1024, description="Largest .npy distance-map upload.")
 
     @property
     def resolved_models_dir(self) -> Path:
         return self.models_dir if self.models_dir is not None else self.data_dir / "models"
 
     @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'worldgen.db').resolve()}"
+
+    @property
+    def resolved_storage_url(self) -> str:
+        return self.storage_url or str((self.data_dir / "artifacts").resolve())
+
+    @property
+    def work_dir(self) -> Path:
+        return self.data_dir / "work"
+
+    @property
     def hf_token(self) -> str | None:
         return os.environ.get("HF_TOKEN") or None
+
+
+def open_storage(url: str):  # type: ignore[no-untyped-def]
+    """An artifact store for a storage URL: a local directory (default) or s3://bucket/prefix."""
+    if url.startswith("s3://"):
+        raise ValueError("S3 storage is provided by the production backend; see docs/deploy.md")
+    from worldgen.storage.local import LocalArtifactStore
+
+    return LocalArtifactStore(Path(url.removeprefix("file://")))

@@ -10,13 +10,15 @@ from worldgen.errors import WorldgenError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from worldgen.cli import generate, models
+    from worldgen.cli import client, generate, models, service
 
     parser = argparse.ArgumentParser(prog="worldgen", description="Text → 3D world generation.")
     parser.add_argument("--version", action="version", version=f"worldgen {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     models.register(commands)
     generate.register(commands)
+    service.register(commands)
+    client.register(commands)
     return parser
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from worldgen.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): routes, schemas and error handling, separated."""

@@ -1,0 +1,48 @@
+"""The FastAPI application: wires settings, store, storage and (by default) the local worker."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from worldgen import __version__
+from worldgen.api import errors
+from worldgen.api.routes import events, system, uploads, worlds
+from worldgen.api.state import AppState
+from worldgen.config import Settings, open_storage
+from worldgen.jobs.store import JobStore
+
+log = logging.getLogger("worldgen.api")
+
+
+def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = JobStore.open(settings.resolved_database_url)
+        storage = open_storage(settings.resolved_storage_url)
+        app.state.worldgen = AppState(settings=settings, store=store, storage=storage, backend=settings.backend)
+        stop = threading.Event()
+        thread = None
+        if run_worker:
+            from worldgen.backends.runner import start_backend
+
+            thread = start_backend(settings, store, storage, stop)
+        try:
+            yield
+        finally:
+            stop.set()
+            if thread is not None:
+                thread.join(timeout=settings.cancel_grace_seconds + 10)
+            store.close()
+
+    app = FastAPI(title="worldgen", version=__version__, lifespan=lifespan)
+    errors.install(app)
+    for module in (worlds, uploads, events, system):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,140 @@
+"""/v1/worlds: submit, read, list, cancel, delete, and download a world's artifacts."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
+
+from worldgen.api.errors import ApiError
+from worldgen.api.schemas import ArtifactList, ArtifactOut, JobList, JobOut
+from worldgen.api.state import AppState, app_state
+from worldgen.jobs.state import JobStatus
+from worldgen.jobs.store import Job
+from worldgen.request import WorldRequest
+from worldgen.storage.base import InvalidKey, validate_key
+
+router = APIRouter(prefix="/v1/worlds", tags=["worlds"])
+
+DOWNLOAD_URL_SECONDS = 3600
+
+
+def live_job(state: AppState, world_id: str) -> Job:
+    """The job, or 404 if unknown and 410 if deleted."""
+    job = state.store.get(world_id)
+    if job.deleted:
+        raise ApiError(410, "gone", f"world {world_id} was deleted", {"deleted_at": job.deleted_at.isoformat()})
+    return job
+
+
+def check_inputs(state: AppState, request: WorldRequest) -> None:
+    """Uploads a request refers to must exist and be of the right kind."""
+    if request.image_upload_id:
+        upload = state.store.get_upload(request.image_upload_id)
+        if upload is None:
+            raise ApiError(422, "invalid_request", f"no upload with id {request.image_upload_id!r}",
+                           {"fields": [{"field": "image_upload_id", "message": "unknown upload"}]})  # fmt: skip
+        if upload.kind != "image":
+            raise ApiError(422, "invalid_request", f"upload {upload.id} is a {upload.kind}, not an image",
+                           {"fields": [{"field": "image_upload_id", "message": "not an image"}]})  # fmt: skip
+
+
+@router.post("", status_code=202, response_model=JobOut)
+def submit(
+    request: WorldRequest,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    state: AppState = Depends(app_state),
+) -> JobOut:
+    check_inputs(state, request)
+    fingerprint = request.fingerprint()  # of the body as sent: a seedless retry replays the same job
+    resolved = request if request.seed is not None else request.with_seed(secrets.randbelow(2**32))
+    job, created = state.store.create(
+        resolved,
+        backend=state.backend,
+        idempotency_key=idempotency_key,
+        request_hash=fingerprint,
+        max_attempts=state.settings.max_attempts,
+    )
+    response.headers["Location"] = f"/v1/worlds/{job.id}"
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return JobOut.of(job)
+
+
+@router.get("", response_model=JobList)
+def list_worlds(
+    status: Annotated[list[JobStatus] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: str | None = None,
+    state: AppState = Depends(app_state),
+) -> JobList:
+    try:
+        jobs, next_cursor = state.store.list(status=status, limit=limit, cursor=cursor)
+    except ValueError as exc:
+        raise ApiError(
+            422, "invalid_request", str(exc), {"fields": [{"field": "cursor", "message": str(exc)}]}
+        ) from None
+    return JobList(items=[JobOut.of(j) for j in jobs], next_cursor=next_cursor)
+
+
+@router.get("/{world_id}", response_model=JobOut)
+def get_world(world_id: str, state: AppState = Depends(app_state)) -> JobOut:
+    return JobOut.of(live_job(state, world_id))
+
+
+@router.post("/{world_id}/cancel", response_model=JobOut)
+def cancel_world(world_id: str, state: AppState = Depends(app_state)) -> JobOut:
+    live_job(state, world_id)
+    return JobOut.of(state.store.request_cancel(world_id))
+
+
+@router.delete("/{world_id}", response_model=JobOut)
+def delete_world(world_id: str, state: AppState = Depends(app_state)) -> JobOut:
+    """Cancel if needed, remove the artifacts, keep a tombstone (the id then answers 410)."""
+    job = live_job(state, world_id)
+    if not job.status.terminal:
+        job = state.store.request_cancel(world_id)
+    job = state.store.mark_deleted(world_id)
+    if job.status.terminal:
+        state.storage.delete_prefix(f"worlds/{world_id}/")
+        job = state.store.set_fields(world_id, artifacts_removed=True)
+    return JobOut.of(job)
+
+
+@router.get("/{world_id}/artifacts", response_model=ArtifactList)
+def list_artifacts(world_id: str, state: AppState = Depends(app_state)) -> ArtifactList:
+    job = live_job(state, world_id)
+    if job.artifacts_removed:
+        raise ApiError(410, "gone", f"the artifacts of world {world_id} were removed (retention)")
+    items = [
+        ArtifactOut(**artifact, url=f"/v1/worlds/{world_id}/artifacts/{artifact['name']}") for artifact in job.artifacts
+    ]
+    return ArtifactList(world_id=world_id, items=items)
+
+
+@router.get("/{world_id}/artifacts/{name:path}", response_model=None)
+def get_artifact(world_id: str, name: str, state: AppState = Depends(app_state)) -> Response:
+    job = live_job(state, world_id)
+    if job.artifacts_removed:
+        raise ApiError(410, "gone", f"the artifacts of world {world_id} were removed (retention)")
+    try:
+        key = validate_key(f"worlds/{world_id}/{name}")
+    except InvalidKey:
+        raise ApiError(404, "not_found", f"no artifact named {name!r}") from None
+    entry = next((a for a in job.artifacts if a["name"] == name), None)
+    if entry is None:
+        raise ApiError(404, "not_found", f"world {world_id} has no artifact named {name!r}")
+    url = state.storage.download_url(key, DOWNLOAD_URL_SECONDS)
+    if url is not None:
+        return RedirectResponse(url, status_code=307)
+    headers = {"ETag": f'"{entry["sha256"]}"', "X-Checksum-Sha256": entry["sha256"]}
+    local_path = getattr(state.storage, "local_path", lambda key: None)(key)
+    if local_path is not None:
+        return FileResponse(
+            local_path, media_type=entry["content_type"], headers=headers, filename=name.rsplit("/")[-1]
+        )
+    stream = state.storage.open(key)
+    return StreamingResponse(iter(lambda: stream.read(1 << 20), b""), media_type=entry["content_type"], headers=headers)

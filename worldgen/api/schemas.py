@@ -1,0 +1,89 @@
+"""Response models of the API (requests are `worldgen.request.WorldRequest`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from worldgen.jobs.store import Job, Upload
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+
+
+class JobLinks(BaseModel):
+    self: str
+    artifacts: str
+    events: str
+
+
+class JobOut(BaseModel):
+    id: str
+    status: str
+    stage: str | None
+    progress: float
+    message: str | None
+    seed: int
+    request: dict[str, Any]
+    error: ErrorInfo | None
+    warnings: list[str]
+    attempt: int
+    backend: str
+    backend_ref: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    deleted: bool
+    timings_s: dict[str, float]
+    links: JobLinks
+
+    @classmethod
+    def of(cls, job: Job) -> JobOut:
+        base = f"/v1/worlds/{job.id}"
+        error = ErrorInfo(code=job.error_code, message=job.error_message or "") if job.error_code else None
+        return cls(
+            id=job.id, status=job.status.value, stage=job.stage, progress=job.progress, message=job.message,
+            seed=job.seed, request=job.request, error=error, warnings=job.warnings, attempt=job.attempt,
+            backend=job.backend, backend_ref=job.backend_ref, created_at=job.created_at, updated_at=job.updated_at,
+            started_at=job.started_at, finished_at=job.finished_at, deleted=job.deleted, timings_s=job.timings,
+            links=JobLinks(self=base, artifacts=f"{base}/artifacts", events=f"{base}/events"),
+        )  # fmt: skip
+
+
+class JobList(BaseModel):
+    items: list[JobOut]
+    next_cursor: str | None
+
+
+class ArtifactOut(BaseModel):
+    name: str
+    size: int
+    sha256: str
+    content_type: str
+    url: str
+
+
+class ArtifactList(BaseModel):
+    world_id: str
+    items: list[ArtifactOut]
+
+
+class UploadOut(BaseModel):
+    id: str
+    kind: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    width: int | None
+    height: int | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, upload: Upload) -> UploadOut:
+        return cls(**{k: getattr(upload, k) for k in cls.model_fields})

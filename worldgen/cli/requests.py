@@ -1,0 +1,50 @@
+"""Command-line flags ↔ WorldRequest, shared by `generate` and `submit`."""
+
+from __future__ import annotations
+
+import argparse
+
+from pydantic import ValidationError
+
+from worldgen.errors import InvalidRequest
+from worldgen.request import WorldRequest
+
+
+def add_request_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("prompt", help="what the world should look like")
+    parser.add_argument("--negative-prompt", default="")
+    parser.add_argument("--seed", type=int, default=None, help="0..2^32-1 (random if absent)")
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--height", type=int, default=960, help="panorama height; width = 2 × height")
+    parser.add_argument("--guidance", type=float, default=30.0)
+    parser.add_argument("--true-cfg-scale", type=float, default=None)
+    parser.add_argument("--step-cache", default="off", help="off | first-block | taylorseer")
+    parser.add_argument("--precision", default="auto", help="auto | fp32 | bf16 | fp8-storage | fp8")
+    parser.add_argument("--scene", default="outdoor", help="outdoor | indoor")
+    parser.add_argument("--labels-fg1", nargs="*", default=[], help="object labels of the first foreground layer")
+    parser.add_argument("--labels-fg2", nargs="*", default=[], help="object labels of the second foreground layer")
+    parser.add_argument("--formats", nargs="+", default=["glb", "ply"], help="any of ply, glb, drc")
+
+
+def request_from_args(args: argparse.Namespace, **extra: object) -> WorldRequest:
+    data = {
+        "prompt": args.prompt,
+        "negative_prompt": args.negative_prompt,
+        "seed": args.seed,
+        "steps": args.steps,
+        "height": args.height,
+        "guidance": args.guidance,
+        "true_cfg_scale": args.true_cfg_scale,
+        "step_cache": args.step_cache,
+        "precision": args.precision,
+        "scene": args.scene,
+        "labels_fg1": args.labels_fg1,
+        "labels_fg2": args.labels_fg2,
+        "formats": args.formats,
+        **extra,
+    }
+    try:
+        return WorldRequest.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors())
+        raise InvalidRequest(f"invalid request: {problems}") from None

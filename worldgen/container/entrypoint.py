@@ -1,0 +1,98 @@
+"""`worldgen container run`: run one job under the container contract, then exit.
+
+Exit status 0 on success; on failure the reason ('code: message', ≤ 1 KB) goes to
+/opt/ml/output/message and the status is non-zero. SIGTERM (SageMaker's StopProcessingJob, the
+local worker's cancel) stops the job at the next step boundary, well inside 30 s.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from worldgen.container.contract import (
+    EXIT_CANCELED,
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    MESSAGE_LIMIT,
+    ContainerPaths,
+)
+from worldgen.container.progress_file import ProgressFile
+from worldgen.errors import Cancelled, InvalidRequest, WorldgenError
+from worldgen.progress import CancelToken, Progress
+from worldgen.request import WorldRequest
+
+log = logging.getLogger("worldgen.container")
+
+
+def write_message(paths: ContainerPaths, code: str, message: str) -> None:
+    paths.message_file.parent.mkdir(parents=True, exist_ok=True)
+    text = f"{code}: {message}".encode()[:MESSAGE_LIMIT].decode("utf-8", errors="ignore")
+    paths.message_file.write_text(text)
+
+
+def load_request(paths: ContainerPaths) -> WorldRequest:
+    try:
+        data = json.loads(paths.request_file.read_text())
+    except FileNotFoundError:
+        raise InvalidRequest(f"no request at {paths.request_file}") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"request.json is not valid JSON: {exc}") from None
+    try:
+        request = WorldRequest.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InvalidRequest(f"invalid request: {problems}") from None
+    if request.seed is None:
+        raise InvalidRequest("request.json must carry a seed (the service resolves it before dispatch)")
+    return request
+
+
+def run(paths: ContainerPaths) -> int:
+    from worldgen.models.runtime import ModelRuntime
+    from worldgen.pipeline import WorldInputs, generate_world
+
+    cancel = CancelToken()
+    signal.signal(signal.SIGTERM, lambda signum, frame: cancel.cancel("stopped (SIGTERM)"))
+    paths.output_dir.mkdir(parents=True, exist_ok=True)
+    progress_file = ProgressFile(paths.progress_file)
+    progress = Progress(sink=progress_file, cancel=cancel)
+    try:
+        request = load_request(paths)
+        log.info("request loaded (seed %s); models from %s", request.seed, paths.models_dir)
+        progress_file.set(status="running", stage="loading_models", seed=request.seed)
+        runtime = ModelRuntime.create(
+            paths.models_dir, device=os.environ.get("WORLDGEN_DEVICE") or None, precision=request.precision
+        )
+        log.info("device %s, precision %s (%s)", runtime.device, runtime.precision.mode, runtime.precision.reason)
+        manifest = generate_world(request, runtime, paths.output_dir, progress, WorldInputs(paths.uploads_dir))
+        log.info("done in %.1f s: %d files", manifest["timings_s"]["total"], len(manifest["files"]))
+    except Cancelled as exc:
+        log.info("stopped: %s", exc.message)
+        write_message(paths, "canceled", exc.message)
+        progress_file.set(status="canceled", warnings=progress.warnings)
+        return EXIT_CANCELED
+    except WorldgenError as exc:
+        log.error("failed: %s: %s", exc.code, exc.message)
+        write_message(paths, exc.code, exc.message)
+        progress_file.set(status="failed", warnings=progress.warnings)
+        return EXIT_INVALID if isinstance(exc, InvalidRequest) else EXIT_FAILED
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        write_message(paths, "internal_error", f"{type(exc).__name__}: {exc}")
+        progress_file.set(status="failed", warnings=progress.warnings)
+        return EXIT_FAILED
+    progress_file.set(status="succeeded", progress=1.0, warnings=progress.warnings)
+    return EXIT_OK
+
+
+def main(root: Path | None = None) -> int:
+    return run(ContainerPaths.resolve(root))

@@ -1,0 +1,1 @@
+"""Jobs: the state machine, the persistent store (SQLite or PostgreSQL) and its migrations."""

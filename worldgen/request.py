@@ -1,0 +1,94 @@
+"""The world request: one schema for the API, the job store, the container and the CLI.
+
+Limits live here so that every entry point rejects the same things with the same messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from worldgen.models.precision import Precision
+from worldgen.stages.panorama import DEFAULT_HEIGHT, MAX_HEIGHT, MAX_PROMPT_CHARS, MAX_STEPS
+
+MAX_LABELS = 8
+MAX_LABEL_CHARS = 64
+SEED_LIMIT = 2**32
+
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_LABEL_CHARS)]
+
+
+class Scene(StrEnum):
+    OUTDOOR = "outdoor"
+    INDOOR = "indoor"
+
+
+class ExportFormat(StrEnum):
+    PLY = "ply"
+    GLB = "glb"
+    DRC = "drc"
+
+
+class WorldRequest(BaseModel):
+    """What a client asks for. Unknown fields are rejected rather than silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS, description="What the world should look like.")
+    negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS, description="Needs true_cfg_scale > 1.")
+    true_cfg_scale: float | None = Field(
+        None, ge=0, le=20, description="True CFG; > 1 enables the negative prompt and doubles the cost."
+    )
+    seed: int | None = Field(None, ge=0, lt=SEED_LIMIT, description="Random (and recorded) if absent.")
+    scene: Scene = Scene.OUTDOOR
+    labels_fg1: list[Label] = Field(default_factory=list, max_length=MAX_LABELS)
+    labels_fg2: list[Label] = Field(default_factory=list, max_length=MAX_LABELS)
+    formats: list[ExportFormat] = Field(
+        default_factory=lambda: [ExportFormat.GLB, ExportFormat.PLY], min_length=1, max_length=3
+    )
+    precision: Precision = Precision.AUTO
+    height: int = Field(DEFAULT_HEIGHT, ge=64, le=MAX_HEIGHT, description="Panorama height; width = 2 × height.")
+    steps: int = Field(50, ge=1, le=MAX_STEPS)
+    guidance: float = Field(30.0, ge=0, le=100)
+    step_cache: Literal["off", "first-block", "taylorseer"] = "off"
+    image_upload_id: str | None = Field(None, description="A photo to outpaint into the panorama (POST /v1/uploads).")
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("prompt must not be blank")
+        return value
+
+    @field_validator("height")
+    @classmethod
+    def _height_multiple_of_16(cls, value: int) -> int:
+        if value % 16:
+            raise ValueError(f"height must be a multiple of 16 (got {value})")
+        return value
+
+    @field_validator("formats")
+    @classmethod
+    def _unique_formats(cls, value: list[ExportFormat]) -> list[ExportFormat]:
+        if len(set(value)) != len(value):
+            raise ValueError("formats must not repeat")
+        return value
+
+    @property
+    def width(self) -> int:
+        return 2 * self.height
+
+    def with_seed(self, seed: int) -> WorldRequest:
+        return self.model_copy(update={"seed": seed})
+
+    def fingerprint(self) -> str:
+        """Stable hash of the request as sent (for idempotency keys)."""
+        data = self.model_dump(mode="json", exclude_defaults=False)
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+    def upload_ids(self) -> list[str]:
+        return [u for u in (self.image_upload_id,) if u]
