@@ -8,11 +8,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
+from worldgen.jobs.store import JobStore
 from worldgen.models.runtime import ModelRuntime
 
 torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
@@ -31,3 +33,39 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def cpu_runtime(tiny_models: Path) -> ModelRuntime:
     return ModelRuntime.create(tiny_models, device="cpu", precision="fp32")
+
+
+PG_ADMIN_URL = os.environ.get("WORLDGEN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test (dropped afterwards)."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    name = f"worldgen_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'jobs.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[JobStore]:
+    job_store = JobStore.open(database_url)
+    yield job_store
+    job_store.close()

@@ -39,7 +39,7 @@ def test_bad_inputs_name_the_problem(tiny_models: Path, tmp_path: Path) -> None:
     bad_size = _worldgen("generate", "a lake", "--out", str(tmp_path), "--models-dir", str(tiny_models),
                          "--height", "100")  # fmt: skip
     assert bad_size.returncode == 2
-    assert "multiples of 16" in bad_size.stderr and "Traceback" not in bad_size.stderr
+    assert "multiple of 16" in bad_size.stderr and "Traceback" not in bad_size.stderr
     missing = _worldgen("generate", "a lake", "--out", str(tmp_path), "--models-dir", str(tmp_path / "none"),
                         "--height", "64")  # fmt: skip
     assert missing.returncode == 2

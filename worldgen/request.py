@@ -10,14 +10,21 @@ import json
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-from worldgen.models.precision import Precision
-from worldgen.stages.panorama import DEFAULT_HEIGHT, MAX_HEIGHT, MAX_PROMPT_CHARS, MAX_STEPS
+from worldgen.limits import (
+    DEFAULT_HEIGHT,
+    MAX_HEIGHT,
+    MAX_LABEL_CHARS,
+    MAX_LABELS,
+    MAX_PROMPT_CHARS,
+    MAX_STEPS,
+    MIN_HEIGHT,
+    SEED_LIMIT,
+)
 
-MAX_LABELS = 8
-MAX_LABEL_CHARS = 64
-SEED_LIMIT = 2**32
+Precision = Literal["auto", "fp32", "bf16", "fp8-storage", "fp8"]
+StepCache = Literal["off", "first-block", "taylorseer"]
 
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_LABEL_CHARS)]
 
@@ -50,11 +57,13 @@ class WorldRequest(BaseModel):
     formats: list[ExportFormat] = Field(
         default_factory=lambda: [ExportFormat.GLB, ExportFormat.PLY], min_length=1, max_length=3
     )
-    precision: Precision = Precision.AUTO
-    height: int = Field(DEFAULT_HEIGHT, ge=64, le=MAX_HEIGHT, description="Panorama height; width = 2 × height.")
+    precision: Precision = "auto"
+    height: int = Field(
+        DEFAULT_HEIGHT, ge=MIN_HEIGHT, le=MAX_HEIGHT, description="Panorama height; width = 2 × height."
+    )
     steps: int = Field(50, ge=1, le=MAX_STEPS)
     guidance: float = Field(30.0, ge=0, le=100)
-    step_cache: Literal["off", "first-block", "taylorseer"] = "off"
+    step_cache: StepCache = "off"
     image_upload_id: str | None = Field(None, description="A photo to outpaint into the panorama (POST /v1/uploads).")
 
     @field_validator("prompt")
@@ -92,3 +101,12 @@ class WorldRequest(BaseModel):
 
     def upload_ids(self) -> list[str]:
         return [u for u in (self.image_upload_id,) if u]
+
+
+def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """(field path, message) per problem, without pydantic's 'Value error, ' prefix."""
+    problems = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"] if part != "body")
+        problems.append((field, str(error["msg"]).removeprefix("Value error, ")))
+    return problems

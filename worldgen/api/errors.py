@@ -40,7 +40,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         fields = [
-            {"field": ".".join(str(p) for p in e["loc"] if p not in ("body",)), "message": e["msg"], "type": e["type"]}
+            {
+                "field": ".".join(str(p) for p in e["loc"] if p != "body"),
+                "message": str(e["msg"]).removeprefix("Value error, "),
+                "type": e["type"],
+            }
             for e in exc.errors()
         ]
         summary = "; ".join(f"{f['field'] or 'body'}: {f['message']}" for f in fields[:5])

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from worldgen.cli.requests import add_request_arguments, request_from_args
 from worldgen.config import Settings
 from worldgen.errors import WorldgenError
@@ -53,10 +55,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     download.set_defaults(run=_download)
 
 
-def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    import httpx
+class _Client(httpx.Client):
+    """An httpx client whose connection failures become one clear CLI error."""
 
-    return httpx.Client(base_url=args.server or Settings().server_url, timeout=60)
+    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        try:
+            return super().send(request, **kwargs)
+        except httpx.TransportError as exc:
+            raise ServerError(f"cannot reach the worldgen server at {self.base_url}: {exc}") from None
+
+
+def _client(args: argparse.Namespace) -> _Client:
+    return _Client(base_url=args.server or Settings().server_url, timeout=60)
 
 
 def _check(response: Any) -> Any:

@@ -7,7 +7,7 @@ import argparse
 from pydantic import ValidationError
 
 from worldgen.errors import InvalidRequest
-from worldgen.request import WorldRequest
+from worldgen.request import WorldRequest, validation_problems
 
 
 def add_request_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,5 +46,5 @@ def request_from_args(args: argparse.Namespace, **extra: object) -> WorldRequest
     try:
         return WorldRequest.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"--{field.replace('_', '-')}: {message}" for field, message in validation_problems(exc))
         raise InvalidRequest(f"invalid request: {problems}") from None

@@ -28,7 +28,7 @@ from worldgen.container.contract import (
 from worldgen.container.progress_file import ProgressFile
 from worldgen.errors import Cancelled, InvalidRequest, WorldgenError
 from worldgen.progress import CancelToken, Progress
-from worldgen.request import WorldRequest
+from worldgen.request import WorldRequest, validation_problems
 
 log = logging.getLogger("worldgen.container")
 
@@ -49,7 +49,7 @@ def load_request(paths: ContainerPaths) -> WorldRequest:
     try:
         request = WorldRequest.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"{field}: {message}" for field, message in validation_problems(exc))
         raise InvalidRequest(f"invalid request: {problems}") from None
     if request.seed is None:
         raise InvalidRequest("request.json must carry a seed (the service resolves it before dispatch)")

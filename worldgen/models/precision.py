@@ -24,6 +24,8 @@ _BF16_FULL_GIB = 30.0
 
 
 class Precision(StrEnum):
+    """Values match `worldgen.limits.PRECISION_MODES`."""
+
     AUTO = "auto"
     FP32 = "fp32"
     BF16 = "bf16"

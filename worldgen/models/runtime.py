@@ -51,6 +51,9 @@ class ModelRuntime:
         allow_download: bool = False,
         hf_token: str | None = None,
     ) -> ModelRuntime:
+        from worldgen.logs import quiet_model_libraries
+
+        quiet_model_libraries()
         dev = torch.device(device) if device else default_device()
         return cls(
             resolver=ModelResolver(Path(models_dir), allow_download=allow_download, hf_token=hf_token),

@@ -8,12 +8,15 @@ import numpy as np
 import torch
 
 from worldgen.errors import InvalidRequest
-from worldgen.models.flux.sampler import STEP_CACHES
-
-DEFAULT_HEIGHT, DEFAULT_WIDTH = 960, 1920
-MAX_PROMPT_CHARS = 2000
-MAX_HEIGHT = 2048
-MAX_STEPS = 200
+from worldgen.limits import (
+    DEFAULT_HEIGHT,
+    DEFAULT_WIDTH,
+    MAX_HEIGHT,
+    MAX_PROMPT_CHARS,
+    MAX_STEPS,
+    MIN_HEIGHT,
+    STEP_CACHES,
+)
 
 
 @dataclass(frozen=True)
@@ -77,8 +80,8 @@ def validate_size(height: int, width: int) -> None:
         raise InvalidRequest(
             f"height and width must be multiples of 16; got {width}×{height}", details={"field": "height"}
         )
-    if not 64 <= height <= MAX_HEIGHT:
-        raise InvalidRequest(f"height must be 64..{MAX_HEIGHT}; got {height}", details={"field": "height"})
+    if not MIN_HEIGHT <= height <= MAX_HEIGHT:
+        raise InvalidRequest(f"height must be {MIN_HEIGHT}..{MAX_HEIGHT}; got {height}", details={"field": "height"})
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

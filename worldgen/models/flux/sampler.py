@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from worldgen.limits import STEP_CACHES
 from worldgen.models.flux import latents as L
 from worldgen.models.flux.text import TextEmbeddings
 from worldgen.progress import Progress
@@ -28,9 +29,6 @@ class SamplingSettings:
     seam_blend_last_step: int = L.SEAM_BLEND_LAST_STEP
     step_cache: str = "off"
     """Step caching through diffusers' cache hooks: off | first-block | taylorseer (see STEP_CACHES)."""
-
-
-STEP_CACHES = ("off", "first-block", "taylorseer")
 
 
 def enable_step_cache(transformer, name: str, steps: int) -> None:

@@ -1,0 +1,98 @@
+"""End to end: `worldgen serve` in a subprocess on tiny models, driven over HTTP and by the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_models: Path) -> Iterator[str]:
+    data = tmp_path_factory.mktemp("service")
+    port = free_port()
+    env = {**os.environ, "WORLDGEN_DATA_DIR": str(data), "WORLDGEN_MODELS_DIR": str(tiny_models)}
+    log = (data / "serve.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worldgen", "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    else:
+        process.kill()
+        raise AssertionError((data / "serve.log").read_text())
+    yield url
+    process.terminate()
+    process.wait(30)
+    log.close()
+
+
+def cli(*args: str, server: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "worldgen", *args, "--server", server], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_submit_follow_download_over_http(server: str, tmp_path: Path) -> None:
+    with httpx.Client(base_url=server, timeout=30) as client:
+        job = client.post("/v1/worlds", json={"prompt": "a mountain lake", "height": 64, "steps": 3}).json()
+        assert job["status"] == "queued"
+        events = []
+        with client.stream("GET", f"/v1/worlds/{job['id']}/events", timeout=300) as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data: ") and line != "data: {}":
+                    events.append(json.loads(line[6:]))
+        assert events[-1]["status"] == "succeeded", events[-1]
+        assert {"queued", "running", "succeeded"} <= {e["status"] for e in events}
+        assert any(e["stage"] == "panorama" for e in events)
+        artifacts = client.get(f"/v1/worlds/{job['id']}/artifacts").json()["items"]
+        manifest = client.get(f"/v1/worlds/{job['id']}/artifacts/manifest.json").json()
+        listed = {f["name"]: f["sha256"] for f in manifest["files"]}
+        assert set(listed) | {"manifest.json"} == {a["name"] for a in artifacts}
+        for name, sha in listed.items():
+            body = client.get(f"/v1/worlds/{job['id']}/artifacts/{name}").content
+            assert hashlib.sha256(body).hexdigest() == sha
+        assert manifest["seed"] == job["seed"]
+        metrics = client.get("/metrics").text
+        assert 'worldgen_jobs{status="succeeded"}' in metrics
+
+
+def test_cli_client_commands(server: str, tmp_path: Path) -> None:
+    submitted = cli("submit", "a canyon", "--height", "64", "--steps", "2", "--seed", "12", "--follow", server=server)
+    assert submitted.returncode == 0, submitted.stderr
+    world_id = submitted.stdout.split()[0]
+    assert "succeeded" in submitted.stdout
+    status = cli("status", world_id, server=server)
+    assert status.returncode == 0 and "succeeded" in status.stdout
+    jobs = cli("jobs", "--limit", "5", server=server)
+    assert world_id in jobs.stdout
+    download = cli("download", world_id, "--out", str(tmp_path / "dl"), server=server)
+    assert download.returncode == 0, download.stderr
+    assert (tmp_path / "dl/panorama.png").is_file() and "sha256 ok" in download.stdout
+    refused = cli("cancel", world_id, server=server)
+    assert refused.returncode == 2 and "409 conflict" in refused.stderr
+    bad = cli("submit", "x", "--height", "100", server=server)
+    assert bad.returncode == 2 and "multiple of 16" in bad.stderr
+    unknown = cli("status", "nope", server=server)
+    assert unknown.returncode == 2 and "404 not_found" in unknown.stderr

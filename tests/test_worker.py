@@ -1,0 +1,174 @@
+"""The local worker with real subprocesses: success, cancel, crash recovery, retention, shutdown."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from worldgen.backends.local import LocalWorker, WorkerConfig, _pid_alive
+from worldgen.jobs.state import JobStatus
+from worldgen.jobs.store import Job, JobStore, utcnow
+from worldgen.request import WorldRequest
+from worldgen.storage.local import LocalArtifactStore
+
+QUICK = {"height": 64, "steps": 2}
+SLOW = {"height": 256, "steps": 200}
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 240, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def env(tmp_path: Path, tiny_models: Path) -> Iterator[tuple[JobStore, LocalArtifactStore, WorkerConfig]]:
+    store = JobStore.open(f"sqlite:///{tmp_path / 'jobs.db'}")
+    storage = LocalArtifactStore(tmp_path / "artifacts")
+    config = WorkerConfig(
+        work_dir=tmp_path / "work", models_dir=tiny_models, poll_interval=0.2, cancel_grace_seconds=20
+    )
+    yield store, storage, config
+    store.close()
+
+
+def submit(store: JobStore, **fields: object) -> Job:
+    return store.create(WorldRequest(prompt="a lake", seed=3, **fields), backend="local")[0]
+
+
+def running_worker(worker: LocalWorker) -> tuple[threading.Event, threading.Thread]:
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    return stop, thread
+
+
+def test_runs_a_job_and_uploads_what_the_manifest_lists(env) -> None:  # type: ignore[no-untyped-def]
+    store, storage, config = env
+    job = submit(store, **QUICK)
+    worker = LocalWorker(store, storage, config)
+    assert worker.run_once() is True
+    done = store.get(job.id)
+    assert done.status is JobStatus.SUCCEEDED and done.progress == 1.0 and done.attempt == 1
+    names = {a["name"] for a in done.artifacts}
+    assert names == {"panorama.png", "manifest.json"}
+    manifest = json.loads(storage.open(f"worlds/{job.id}/manifest.json").read())
+    for entry in manifest["files"]:
+        data = storage.open(f"worlds/{job.id}/{entry['name']}").read()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+    assert done.timings["panorama"] > 0
+    assert not (config.work_dir / f"{job.id}-1").exists()  # the temporary contract root is gone
+    assert (config.work_dir / "logs" / f"{job.id}-1.log").is_file()
+    assert worker.run_once() is False
+
+
+def test_failures_carry_the_container_message(env) -> None:  # type: ignore[no-untyped-def]
+    store, storage, config = env
+    job = store.create(WorldRequest(prompt="a lake", seed=3, image_upload_id="gone", **QUICK), backend="local")[
+        0
+    ]  # an upload that does not exist
+    LocalWorker(store, storage, config).run_once()
+    failed = store.get(job.id)
+    assert failed.status is JobStatus.FAILED and failed.error_code == "invalid_request"
+    assert "upload 'gone'" in failed.error_message
+    missing = WorkerConfig(work_dir=config.work_dir, models_dir=config.work_dir / "none")
+    job = submit(store, **QUICK)
+    LocalWorker(store, storage, missing).run_once()
+    assert store.get(job.id).error_code == "model_missing"
+
+
+def test_cancel_ends_the_subprocess(env) -> None:  # type: ignore[no-untyped-def]
+    store, storage, config = env
+    job = submit(store, **SLOW)
+    stop, thread = running_worker(LocalWorker(store, storage, config))
+    try:
+        wait_for(lambda: (store.get(job.id).message or "").startswith("step"), what="denoising to start")
+        pid = int(store.get(job.id).backend_ref.rsplit(":", 1)[1])
+        assert _pid_alive(pid)
+        asked = time.monotonic()
+        assert store.request_cancel(job.id).status is JobStatus.CANCELING
+        wait_for(lambda: store.get(job.id).status is JobStatus.CANCELED, timeout=60, what="canceled")
+        assert time.monotonic() - asked < config.cancel_grace_seconds  # SIGTERM sufficed
+        wait_for(lambda: not _pid_alive(pid), timeout=10, what="the process to exit")
+        assert store.get(job.id).artifacts == []
+    finally:
+        stop.set()
+        thread.join(30)
+
+
+def test_killed_worker_job_is_requeued_once_and_succeeds(tmp_path: Path, tiny_models: Path) -> None:
+    """SIGKILL the worker mid-job; a restarted worker kills the orphan, re-queues the job once,
+    and runs it to success."""
+    env = {**os.environ, "WORLDGEN_DATA_DIR": str(tmp_path / "data"), "WORLDGEN_MODELS_DIR": str(tiny_models)}
+    store = JobStore.open(f"sqlite:///{(tmp_path / 'data' / 'worldgen.db').resolve()}")
+    job = submit(store, height=128, steps=40)
+    command = [sys.executable, "-m", "worldgen", "worker"]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: (store.get(job.id).message or "").startswith("step"), what="the first attempt to run")
+        orphan = int(store.get(job.id).backend_ref.rsplit(":", 1)[1])
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        assert store.get(job.id).status is JobStatus.RUNNING  # nobody knows yet
+        second = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: store.get(job.id).status.terminal, timeout=300, what="the retry to finish")
+            final = store.get(job.id)
+            assert final.status is JobStatus.SUCCEEDED, final
+            assert final.attempt == 2 and any("attempt 1 lost" in w for w in final.warnings)
+            assert not _pid_alive(orphan)
+        finally:
+            second.send_signal(signal.SIGTERM)
+            second.wait(60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        store.close()
+
+
+def test_lost_job_without_attempts_left_fails(env) -> None:  # type: ignore[no-untyped-def]
+    store, storage, config = env
+    job = store.create(WorldRequest(prompt="a", seed=1), backend="local", max_attempts=1)[0]
+    store.claim("elsewhere:1:x", "local")
+    store.transition(job.id, JobStatus.RUNNING)
+    store.set_fields(job.id, heartbeat_at=utcnow() - timedelta(hours=1))
+    assert LocalWorker(store, storage, config).recover_lost_jobs() == [job.id]
+    lost = store.get(job.id)
+    assert lost.status is JobStatus.FAILED and lost.error_code == "worker_lost"
+
+
+def test_shutdown_requeues_without_spending_an_attempt(env) -> None:  # type: ignore[no-untyped-def]
+    store, storage, config = env
+    job = submit(store, **SLOW)
+    stop, thread = running_worker(LocalWorker(store, storage, config))
+    wait_for(lambda: (store.get(job.id).message or "").startswith("step"), what="denoising to start")
+    stop.set()
+    thread.join(60)
+    back = store.get(job.id)
+    assert back.status is JobStatus.QUEUED and back.attempt == 0
+
+
+def test_retention_removes_old_artifacts(env) -> None:  # type: ignore[no-untyped-def]
+    store, storage, config = env
+    job = submit(store, **QUICK)
+    LocalWorker(store, storage, config).run_once()
+    assert storage.list(f"worlds/{job.id}/")
+    keeping = LocalWorker(store, storage, WorkerConfig(**{**config.__dict__, "retention_days": 1}))
+    assert keeping.remove_expired_artifacts() == 0
+    store.set_fields(job.id, finished_at=utcnow() - timedelta(days=2))
+    assert keeping.remove_expired_artifacts() == 1
+    assert storage.list(f"worlds/{job.id}/") == [] and store.get(job.id).artifacts_removed
