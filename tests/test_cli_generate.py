@@ -46,4 +46,4 @@ def test_bad_inputs_name_the_problem(tiny_models: Path, tmp_path: Path) -> None:
     assert "worldgen models download flux-dev" in missing.stderr
     no_image = _worldgen("generate", "a lake", "--image", str(tmp_path / "nope.png"), "--out", str(tmp_path),
                          "--models-dir", str(tiny_models), "--height", "64")  # fmt: skip
-    assert no_image.returncode == 2 and "image not found" in no_image.stderr
+    assert no_image.returncode == 2 and "file not found" in no_image.stderr

@@ -96,3 +96,36 @@ def test_cli_client_commands(server: str, tmp_path: Path) -> None:
     assert bad.returncode == 2 and "multiple of 16" in bad.stderr
     unknown = cli("status", "nope", server=server)
     assert unknown.returncode == 2 and "404 not_found" in unknown.stderr
+
+
+def test_uploaded_panorama_and_distance_through_the_service(server: str, tmp_path: Path) -> None:
+    """The API path of `--panorama/--distance`: uploads, a job, and exact geometry in the PLY."""
+    import io
+
+    import numpy as np
+    import trimesh
+    from PIL import Image
+
+    from tests.helpers import BOX, box_room, gradient_rgb
+
+    png, npy = io.BytesIO(), io.BytesIO()
+    Image.fromarray(gradient_rgb(96, 192)).save(png, format="PNG")
+    np.save(npy, box_room(96, 192))
+    with httpx.Client(base_url=server, timeout=30) as client:
+        pano = client.post("/v1/uploads", files={"file": ("p.png", png.getvalue())}, data={"kind": "panorama"}).json()
+        dist = client.post("/v1/uploads", files={"file": ("d.npy", npy.getvalue())}).json()
+        job = client.post(
+            "/v1/worlds",
+            json={"panorama_upload_id": pano["id"], "distance_upload_id": dist["id"], "formats": ["ply", "glb"]},
+        ).json()
+        deadline = time.monotonic() + 180
+        while (state := client.get(f"/v1/worlds/{job['id']}").json())["status"] not in ("succeeded", "failed"):
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        assert state["status"] == "succeeded", state["error"]
+        ply = client.get(f"/v1/worlds/{job['id']}/artifacts/mesh_layer0.ply").content
+        (tmp_path / "m.ply").write_bytes(ply)
+        mesh = trimesh.load(tmp_path / "m.ply", process=False)
+        assert np.abs(np.max(np.abs(mesh.vertices) / BOX, axis=1) - 1).max() < 1e-3
+        wrong = client.post("/v1/worlds", json={"prompt": "x", "image_upload_id": dist["id"]})
+        assert wrong.status_code == 422 and "needs kind 'image'" in wrong.json()["error"]["message"]

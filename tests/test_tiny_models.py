@@ -42,6 +42,7 @@ EXPECTED_FILES = sorted(
         f"tencent/HunyuanWorld-1/HunyuanWorld-{name}/lora.safetensors"
         for name in ("PanoDiT-Text", "PanoDiT-Image", "PanoInpaint-Scene", "PanoInpaint-Sky")
     ]
+    + ["Ruicheng/moge-vitl/model.pt"]
 )
 
 
@@ -75,7 +76,7 @@ def test_deterministic_for_a_seed(tmp_path: Path, tiny_models: Path) -> None:
     make_tiny(tmp_path / "other", seed=1)
     same, other = _digests(tmp_path / "again"), _digests(tmp_path / "other")
     assert same == _digests(tiny_models)
-    weights = [f for f in EXPECTED_FILES if f.endswith(".safetensors")]
+    weights = [f for f in EXPECTED_FILES if f.endswith((".safetensors", ".pt"))]
     assert all(same[f] != other[f] for f in weights)
 
 
@@ -134,7 +135,7 @@ def test_make_tiny_cli(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "wrote 6 tiny models" in result.stdout
+    assert "wrote 7 tiny models" in result.stdout
     assert (tmp_path / "m/black-forest-labs/FLUX.1-dev/transformer/config.json").is_file()
 
 

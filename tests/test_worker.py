@@ -65,8 +65,9 @@ def test_runs_a_job_and_uploads_what_the_manifest_lists(env) -> None:  # type: i
     done = store.get(job.id)
     assert done.status is JobStatus.SUCCEEDED and done.progress == 1.0 and done.attempt == 1
     names = {a["name"] for a in done.artifacts}
-    assert names == {"panorama.png", "manifest.json"}
     manifest = json.loads(storage.open(f"worlds/{job.id}/manifest.json").read())
+    assert names == {f["name"] for f in manifest["files"]} | {"manifest.json"}
+    assert {"panorama.png", "world.glb", "mesh_layer0.ply", "world_preview.glb"} <= names
     for entry in manifest["files"]:
         data = storage.open(f"worlds/{job.id}/{entry['name']}").read()
         assert hashlib.sha256(data).hexdigest() == entry["sha256"]

@@ -14,29 +14,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from PIL import Image
 
 from worldgen.container.contract import MANIFEST_FILE, PROGRESS_FILE
 from worldgen.container.progress_file import write_json_atomic
 from worldgen.errors import InvalidRequest
+from worldgen.geometry.compression import compress_background
+from worldgen.geometry.mesh import Mesh
 from worldgen.jobs.state import Stage
 from worldgen.manifest import file_entry, resources, versions
 from worldgen.models.runtime import ModelRuntime
 from worldgen.progress import Progress
 from worldgen.request import WorldRequest
+from worldgen.stages.depth import estimate_depth
+from worldgen.stages.export import export_world
 from worldgen.stages.image_to_panorama import image_to_panorama
 from worldgen.stages.panorama import PanoramaResult, PanoramaSpec
 from worldgen.stages.text_to_panorama import text_to_panorama
+from worldgen.stages.world_mesh import Layer, build_meshes
 
 # Share of the overall progress bar per stage (normalised over the stages a request runs).
 STAGE_WEIGHTS = {
     Stage.LOADING_MODELS: 0.05,
-    Stage.PANORAMA: 0.55,
+    Stage.PANORAMA: 0.5,
     Stage.LAYERS: 0.15,
-    Stage.DEPTH: 0.1,
-    Stage.MESH: 0.1,
-    Stage.EXPORT: 0.05,
+    Stage.DEPTH: 0.12,
+    Stage.MESH: 0.08,
+    Stage.EXPORT: 0.1,
 }
 
 
@@ -80,8 +86,15 @@ class StagePlan:
             self.timings[stage.value] = round(self.timings.get(stage.value, 0.0) + time.perf_counter() - started, 3)
 
 
-def plan_for(request: WorldRequest) -> list[Stage]:
-    return [Stage.LOADING_MODELS, Stage.PANORAMA, Stage.EXPORT]
+def plan_for(request: WorldRequest, until: str = "world") -> list[Stage]:
+    stages = [Stage.LOADING_MODELS]
+    if not request.panorama_upload_id:
+        stages.append(Stage.PANORAMA)
+    if until == "panorama":
+        return [*stages, Stage.EXPORT]
+    if not request.distance_upload_id:
+        stages.append(Stage.DEPTH)
+    return [*stages, Stage.MESH, Stage.EXPORT]
 
 
 def generate_world(
@@ -90,30 +103,91 @@ def generate_world(
     out_dir: Path,
     progress: Progress,
     inputs: WorldInputs | None = None,
+    until: str = "world",
 ) -> dict[str, Any]:
-    """Run every stage the request needs; write outputs and manifest.json into `out_dir`."""
+    """Run every stage the request needs (`until="panorama"` stops after the panorama); write
+    outputs and manifest.json into `out_dir`."""
     assert request.seed is not None, "the seed is resolved before the pipeline runs"
     inputs = inputs or WorldInputs()
     out_dir.mkdir(parents=True, exist_ok=True)
-    plan = StagePlan(plan_for(request), progress.sink)
+    plan = StagePlan(plan_for(request, until), progress.sink)
     staged = Progress(sink=plan.report, cancel=progress.cancel, warnings=progress.warnings)
     started = time.perf_counter()
 
-    with plan.timed(Stage.PANORAMA):
-        panorama = _panorama(request, runtime, staged, inputs)
+    if request.panorama_upload_id:
+        panorama = load_panorama(inputs.upload(request.panorama_upload_id))
+        panorama_settings: dict[str, Any] = {
+            "mode": "uploaded",
+            "height": panorama.shape[0],
+            "width": panorama.shape[1],
+        }
+    else:
+        with plan.timed(Stage.PANORAMA):
+            result = _panorama(request, runtime, staged, inputs)
+        panorama, panorama_settings = result.image, result.settings
     staged.check()
-    with plan.timed(Stage.EXPORT):
-        staged.update(Stage.EXPORT, 0.0, "panorama.png")
-        Image.fromarray(panorama.image).save(out_dir / "panorama.png")
-        staged.update(Stage.EXPORT, 1.0, "done")
+    meshes: list[Mesh] = []
+    if until == "panorama":
+        with plan.timed(Stage.EXPORT):
+            Image.fromarray(panorama).save(out_dir / "panorama.png")
+    else:
+        meshes = _world(request, runtime, out_dir, staged, inputs, plan, panorama)
+    return _write_manifest(request, runtime, out_dir, progress, plan, started, panorama_settings, meshes)
 
+
+def _world(
+    request: WorldRequest,
+    runtime: ModelRuntime,
+    out_dir: Path,
+    staged: Progress,
+    inputs: WorldInputs,
+    plan: StagePlan,
+    panorama: np.ndarray,
+) -> list[Mesh]:
+    """Depth → meshes → files for the single-layer world (background)."""
+    if request.distance_upload_id:
+        distance = load_distance(inputs.upload(request.distance_upload_id), panorama.shape[:2])
+    else:
+        with plan.timed(Stage.DEPTH):
+            distance = estimate_depth(runtime, panorama, staged).distance
+    raw_distance = distance
+    if request.depth_compression:
+        distance = compress_background(distance, np.ones(distance.shape, bool), indoor=request.scene == "indoor")
+    staged.check()
+
+    layers = [Layer("background", panorama, distance)]
+    with plan.timed(Stage.MESH):
+        meshes = build_meshes(layers, staged)
+    with plan.timed(Stage.EXPORT):
+        export_world(out_dir, layers, meshes, {f.value for f in request.formats}, panorama, raw_distance, staged)
+    return meshes
+
+
+def _write_manifest(
+    request: WorldRequest,
+    runtime: ModelRuntime,
+    out_dir: Path,
+    progress: Progress,
+    plan: StagePlan,
+    started: float,
+    panorama_settings: dict[str, Any],
+    meshes: list[Mesh],
+) -> dict[str, Any]:
     plan.timings[Stage.LOADING_MODELS.value] = round(sum(runtime.load_seconds.values()), 3)
     plan.timings["total"] = round(time.perf_counter() - started, 3)
     manifest = {
         "request": request.model_dump(mode="json"),
         "seed": request.seed,
-        "panorama": panorama.settings,
+        "panorama": panorama_settings,
         "precision": runtime.precision.as_dict(),
+        "layers": [
+            {"index": i, "name": m.name, "vertices": m.vertex_count, "faces": m.face_count}
+            for i, m in enumerate(meshes)
+        ],
+        "frames": {
+            "ply_drc": "method frame: +z up, panorama centre along -x, seam at +x",
+            "glb": "glTF: +y up, panorama centre along -z; x' = y, y' = z, z' = x",
+        },
         "versions": versions(),
         "timings_s": plan.timings,
         "model_load_s": {k: round(v, 3) for k, v in runtime.load_seconds.items()},
@@ -128,6 +202,31 @@ def generate_world(
     }
     write_json_atomic(out_dir / MANIFEST_FILE, manifest)
     return manifest
+
+
+def load_panorama(path: Path) -> np.ndarray:
+    image = np.asarray(Image.open(path).convert("RGB"))
+    height, width = image.shape[:2]
+    if width != 2 * height:
+        raise InvalidRequest(f"the panorama must be 2:1, got {width}×{height}", details={"field": "panorama_upload_id"})
+    return image
+
+
+def load_distance(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """A user's distance map, resized to the panorama; unusable values become the farthest valid one."""
+    try:
+        distance = np.load(path, allow_pickle=False).astype(np.float32)
+    except (ValueError, OSError) as exc:
+        raise InvalidRequest(f"the distance map is not a readable .npy array: {exc}") from None
+    if distance.ndim != 2:
+        raise InvalidRequest("the distance map must be a 2-D array", details={"field": "distance_upload_id"})
+    valid = np.isfinite(distance) & (distance > 0)
+    if not valid.any():
+        raise InvalidRequest("the distance map has no positive finite value", details={"field": "distance_upload_id"})
+    distance = np.where(valid, distance, distance[valid].max())
+    if distance.shape != size:
+        distance = cv2.resize(distance, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    return distance
 
 
 def _panorama(request: WorldRequest, runtime: ModelRuntime, progress: Progress, inputs: WorldInputs) -> PanoramaResult:

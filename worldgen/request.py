@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from worldgen.limits import (
     DEFAULT_HEIGHT,
@@ -45,7 +47,9 @@ class WorldRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS, description="What the world should look like.")
+    prompt: str = Field(
+        "", max_length=MAX_PROMPT_CHARS, description="What the world should look like (optional with a panorama)."
+    )
     negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS, description="Needs true_cfg_scale > 1.")
     true_cfg_scale: float | None = Field(
         None, ge=0, le=20, description="True CFG; > 1 enables the negative prompt and doubles the cost."
@@ -65,13 +69,28 @@ class WorldRequest(BaseModel):
     guidance: float = Field(30.0, ge=0, le=100)
     step_cache: StepCache = "off"
     image_upload_id: str | None = Field(None, description="A photo to outpaint into the panorama (POST /v1/uploads).")
+    panorama_upload_id: str | None = Field(None, description="Use this 2:1 panorama instead of generating one.")
+    distance_upload_id: str | None = Field(
+        None, description="A .npy distance map for the uploaded panorama (skips depth estimation)."
+    )
+    depth_compression: bool = Field(True, description="Pull far background depths in (method §4.7).")
 
-    @field_validator("prompt")
-    @classmethod
-    def _prompt_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("prompt must not be blank")
-        return value
+    @model_validator(mode="after")
+    def _inputs_consistent(self) -> WorldRequest:
+        if not self.prompt.strip() and not self.panorama_upload_id:
+            raise PydanticCustomError(
+                "missing_prompt", "prompt must not be blank (unless a panorama is uploaded)", {"field": "prompt"}
+            )
+        if self.image_upload_id and self.panorama_upload_id:
+            raise PydanticCustomError(
+                "conflict", "give image_upload_id or panorama_upload_id, not both", {"field": "panorama_upload_id"}
+            )
+        if self.distance_upload_id and not self.panorama_upload_id:
+            raise PydanticCustomError(
+                "conflict", "distance_upload_id needs the panorama_upload_id it belongs to",
+                {"field": "distance_upload_id"},
+            )  # fmt: skip
+        return self
 
     @field_validator("height")
     @classmethod
@@ -100,13 +119,19 @@ class WorldRequest(BaseModel):
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
     def upload_ids(self) -> list[str]:
-        return [u for u in (self.image_upload_id,) if u]
+        return [u for u in (self.image_upload_id, self.panorama_upload_id, self.distance_upload_id) if u]
+
+
+def error_field(error: Mapping[str, Any]) -> str:
+    """The field a pydantic error is about (model-level errors name it in their context)."""
+    field = ".".join(str(part) for part in error["loc"] if part != "body")
+    return field or str((error.get("ctx") or {}).get("field", ""))
+
+
+def error_message(error: Mapping[str, Any]) -> str:
+    return str(error["msg"]).removeprefix("Value error, ")
 
 
 def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
     """(field path, message) per problem, without pydantic's 'Value error, ' prefix."""
-    problems = []
-    for error in exc.errors():
-        field = ".".join(str(part) for part in error["loc"] if part != "body")
-        problems.append((field, str(error["msg"]).removeprefix("Value error, ")))
-    return problems
+    return [(error_field(e), error_message(e)) for e in exc.errors()]

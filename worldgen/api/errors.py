@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from worldgen.errors import WorldgenError
 from worldgen.jobs.state import IllegalTransition
 from worldgen.jobs.store import IdempotencyConflict, JobNotFound
+from worldgen.request import error_field, error_message
 
 
 class ApiError(Exception):
@@ -39,14 +40,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = [
-            {
-                "field": ".".join(str(p) for p in e["loc"] if p != "body"),
-                "message": str(e["msg"]).removeprefix("Value error, "),
-                "type": e["type"],
-            }
-            for e in exc.errors()
-        ]
+        fields = [{"field": error_field(e), "message": error_message(e), "type": e["type"]} for e in exc.errors()]
         summary = "; ".join(f"{f['field'] or 'body'}: {f['message']}" for f in fields[:5])
         return _respond(422, "invalid_request", f"invalid request: {summary}", {"fields": fields})
 

@@ -16,9 +16,11 @@ from worldgen.errors import InvalidRequest
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("generate", help="generate a world in-process (no server)")
     add_request_arguments(parser)
-    parser.add_argument("--stage", choices=["panorama"], default="panorama", help="how far to go")
+    parser.add_argument("--stage", choices=["panorama", "world"], default="world", help="how far to go")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--image", type=Path, default=None, help="photo to outpaint into the panorama")
+    parser.add_argument("--panorama", type=Path, default=None, help="use this 2:1 panorama instead of generating")
+    parser.add_argument("--distance", type=Path, default=None, help=".npy distance map for --panorama")
     parser.add_argument("--device", default=None)
     parser.add_argument("--models-dir", type=Path, default=None)
     parser.set_defaults(run=_run)
@@ -32,16 +34,18 @@ def _run(args: argparse.Namespace) -> int:
     from worldgen.progress import Progress
 
     settings = Settings()
-    request = request_from_args(args)
+    files = {"image_upload_id": args.image, "panorama_upload_id": args.panorama, "distance_upload_id": args.distance}
+    given = {field: path for field, path in files.items() if path is not None}
+    for path in given.values():
+        if not path.is_file():
+            raise InvalidRequest(f"file not found: {path}")
+    request = request_from_args(args, **{field: field for field in given})
     if request.seed is None:
         request = request.with_seed(secrets.randbelow(2**32))
     with tempfile.TemporaryDirectory(prefix="worldgen-inputs-") as tmp:
         inputs = WorldInputs(Path(tmp))
-        if args.image is not None:
-            if not args.image.is_file():
-                raise InvalidRequest(f"image not found: {args.image}")
-            shutil.copyfile(args.image, Path(tmp) / "image")
-            request = request.model_copy(update={"image_upload_id": "image"})
+        for field, path in given.items():
+            shutil.copyfile(path, Path(tmp) / field)
         runtime = ModelRuntime.create(
             args.models_dir or settings.resolved_models_dir,
             device=args.device or settings.device,
@@ -57,7 +61,7 @@ def _run(args: argparse.Namespace) -> int:
                 bar.refresh()
 
             progress = Progress(sink=sink)
-            manifest = generate_world(request, runtime, args.out, progress, inputs)
+            manifest = generate_world(request, runtime, args.out, progress, inputs, until=args.stage)
     for warning in progress.warnings:
         print(f"warning: {warning}")
     files = ", ".join(f["name"] for f in manifest["files"])

@@ -11,7 +11,7 @@ from worldgen.request import WorldRequest, validation_problems
 
 
 def add_request_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("prompt", help="what the world should look like")
+    parser.add_argument("prompt", nargs="?", default="", help="what the world should look like")
     parser.add_argument("--negative-prompt", default="")
     parser.add_argument("--seed", type=int, default=None, help="0..2^32-1 (random if absent)")
     parser.add_argument("--steps", type=int, default=50)
@@ -24,6 +24,7 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels-fg1", nargs="*", default=[], help="object labels of the first foreground layer")
     parser.add_argument("--labels-fg2", nargs="*", default=[], help="object labels of the second foreground layer")
     parser.add_argument("--formats", nargs="+", default=["glb", "ply"], help="any of ply, glb, drc")
+    parser.add_argument("--no-depth-compression", action="store_true", help="keep far depths as estimated")
 
 
 def request_from_args(args: argparse.Namespace, **extra: object) -> WorldRequest:
@@ -41,6 +42,7 @@ def request_from_args(args: argparse.Namespace, **extra: object) -> WorldRequest
         "labels_fg1": args.labels_fg1,
         "labels_fg2": args.labels_fg2,
         "formats": args.formats,
+        "depth_compression": not args.no_depth_compression,
         **extra,
     }
     try:

@@ -16,6 +16,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
         json.dump(data, tmp, indent=2, sort_keys=True)
         tmp.flush()
         os.fsync(tmp.fileno())
+    os.chmod(tmp.name, 0o644)
     os.replace(tmp.name, path)
 
 

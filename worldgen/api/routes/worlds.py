@@ -29,16 +29,23 @@ def live_job(state: AppState, world_id: str) -> Job:
     return job
 
 
+_UPLOAD_KINDS = {"image_upload_id": "image", "panorama_upload_id": "panorama", "distance_upload_id": "distance"}
+
+
 def check_inputs(state: AppState, request: WorldRequest) -> None:
     """Uploads a request refers to must exist and be of the right kind."""
-    if request.image_upload_id:
-        upload = state.store.get_upload(request.image_upload_id)
+    for field, kind in _UPLOAD_KINDS.items():
+        upload_id = getattr(request, field)
+        if not upload_id:
+            continue
+        upload = state.store.get_upload(upload_id)
+        problem = None
         if upload is None:
-            raise ApiError(422, "invalid_request", f"no upload with id {request.image_upload_id!r}",
-                           {"fields": [{"field": "image_upload_id", "message": "unknown upload"}]})  # fmt: skip
-        if upload.kind != "image":
-            raise ApiError(422, "invalid_request", f"upload {upload.id} is a {upload.kind}, not an image",
-                           {"fields": [{"field": "image_upload_id", "message": "not an image"}]})  # fmt: skip
+            problem = f"no upload with id {upload_id!r}"
+        elif upload.kind != kind:
+            problem = f"upload {upload.id} is of kind {upload.kind!r}; {field} needs kind {kind!r}"
+        if problem:
+            raise ApiError(422, "invalid_request", problem, {"fields": [{"field": field, "message": problem}]})
 
 
 @router.post("", status_code=202, response_model=JobOut)

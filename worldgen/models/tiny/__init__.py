@@ -13,6 +13,7 @@ import torch
 from worldgen.models.registry import get_spec
 from worldgen.models.tiny.flux import tiny_transformer_config, write_flux_folder
 from worldgen.models.tiny.lora import write_lora
+from worldgen.models.tiny.moge import write_moge
 
 # Logical LoRA name → (base model it adapts, rank of the tiny twin).
 _LORAS = {
@@ -38,6 +39,9 @@ def make_tiny(root: Path, seed: int = 0) -> list[Path]:
         folder = root / get_spec(name).relative_dir
         write_lora(folder / "lora.safetensors", skeleton, rank=rank, generator=_generator(seed, 100 + offset))
         written.append(folder)
+    moge = root / get_spec("moge").relative_dir
+    write_moge(moge / "model.pt", _generator(seed, 200))
+    written.append(moge)
     return written
 
 

@@ -1,0 +1,65 @@
+"""PLY, GLB and Draco files read back with the same geometry; GLB nodes and frame."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import DracoPy
+import numpy as np
+import trimesh
+
+from tests.helpers import box_room, gradient_rgb
+from worldgen.export.draco import quantization_error, write_draco
+from worldgen.export.glb import TO_GLTF, write_glb
+from worldgen.export.ply import write_ply
+from worldgen.geometry.mesh import grid_mesh
+
+
+def _mesh(height: int = 96, width: int = 192, name: str = "background"):  # type: ignore[no-untyped-def]
+    return grid_mesh(name, box_room(height, width), gradient_rgb(height, width))
+
+
+def test_ply_roundtrip(tmp_path: Path) -> None:
+    mesh = _mesh()
+    loaded = trimesh.load(write_ply(mesh, tmp_path / "mesh_layer0.ply"), process=False)
+    assert np.array_equal(loaded.vertices.astype(np.float32), mesh.vertices)
+    assert np.array_equal(loaded.faces, mesh.faces.astype(np.int64))
+    assert np.array_equal(loaded.visual.vertex_colors[:, :3], mesh.colors)
+
+
+def test_glb_named_nodes_colours_and_frame(tmp_path: Path) -> None:
+    background, fg = _mesh(), _mesh(48, 96, "fg1")
+    path = write_glb([fg, background], tmp_path / "world.glb")
+    scene = trimesh.load(path, skip_materials=True)
+    assert set(scene.graph.nodes_geometry) == {"fg1", "background"}
+    loaded = scene.geometry["background"]
+    assert len(loaded.vertices) == background.vertex_count and len(loaded.faces) == background.face_count
+    assert np.allclose(loaded.vertices, background.vertices @ TO_GLTF.T, atol=1e-6)
+    assert np.array_equal(loaded.visual.vertex_colors[:, :3], background.colors)
+    # glTF frame: +y up, the panorama centre straight ahead (−z).
+    up = np.array([0, 0, 1.0]) @ TO_GLTF.T
+    ahead = np.array([-1.0, 0, 0]) @ TO_GLTF.T
+    assert np.allclose(up, [0, 1, 0]) and np.allclose(ahead, [0, 0, -1]) and np.isclose(np.linalg.det(TO_GLTF), 1)
+    header = path.read_bytes()
+    magic, version, length = struct.unpack_from("<4sII", header)
+    assert (magic, version, length) == (b"glTF", 2, len(header))
+    document = json.loads(header[20 : 20 + struct.unpack_from("<I", header, 12)[0]])
+    assert document["materials"][0]["doubleSided"] is True
+
+
+def test_draco_roundtrip_within_quantisation_and_5x_smaller(tmp_path: Path) -> None:
+    mesh = _mesh(480, 960)
+    ply = write_ply(mesh, tmp_path / "m.ply")
+    drc = write_draco(mesh, tmp_path / "m.drc", ply=ply)
+    decoded = DracoPy.decode(drc.read_bytes())
+    assert decoded.points.shape == mesh.vertices.shape and decoded.faces.shape == mesh.faces.shape
+    extent = float((mesh.vertices.max(axis=0) - mesh.vertices.min(axis=0)).max())
+    # Draco reorders vertices: compare each decoded point with its nearest original.
+    from scipy.spatial import cKDTree
+
+    distance, _ = cKDTree(mesh.vertices).query(decoded.points)
+    assert distance.max() <= np.sqrt(3) * quantization_error(extent) * 1.01
+    assert ply.stat().st_size >= 5 * drc.stat().st_size
+    assert decoded.colors is not None and decoded.colors.shape == (mesh.vertex_count, 3)

@@ -1,0 +1,1 @@
+"""Writers for the world's files: PLY, Draco, GLB, previews."""

@@ -1,0 +1,91 @@
+"""A tiny MoGe-1 twin written as the official `model.pt` ({"model_config", "model"}, reference keys).
+
+The weights are random, but the points branch is wired to reproduce the view-plane UV it is
+given, so the twin predicts a plausible plane at depth ≈ 1 (plus noise) and the shift solve and
+the fusion downstream see valid geometry.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zipfile
+import zlib
+from pathlib import Path
+
+import torch
+
+from worldgen.models.moge.checkpoint import to_reference
+from worldgen.models.moge.inference import focal_from_fov
+from worldgen.models.moge.model import MoGeConfig, MoGeModel
+
+TINY_CONFIG = MoGeConfig(
+    encoder="worldgen_tiny14",
+    intermediate_layers=4,
+    dim_proj=16,
+    dim_upsample=[16, 16, 16],
+    dim_times_res_block_hidden=2,
+    num_res_blocks=2,
+    remap_output="exp",
+    num_tokens_range=[64, 100],
+    last_conv_channels=8,
+)
+
+
+def tiny_moge(generator: torch.Generator) -> MoGeModel:
+    model = MoGeModel(TINY_CONFIG)
+    with torch.no_grad():
+        for name, param in sorted(model.named_parameters()):
+            if name.endswith("bias"):
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.01)
+            elif param.ndim == 1:  # norms and layer scales
+                param.copy_(1 + torch.randn(param.shape, generator=generator) * 0.05)
+            else:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
+        first, last = model.head.output_block[0][0], model.head.output_block[0][-1]
+        channels = first.in_channels - 2  # the last two input channels are the UV map
+        focal = focal_from_fov(90.0, 1.0)
+        for axis in (0, 1):  # hidden channel `axis` = uv[axis] + 1 (positive, so ReLU passes it)
+            first.weight[axis] *= 0.01
+            first.weight[axis, channels + axis, 1, 1] = 1.0
+            first.bias[axis] = 1.0
+            last.weight[axis] *= 0.01
+            last.weight[axis, axis, 0, 0] = 1.0 / focal  # xy ≈ uv / focal at z ≈ 1
+            last.bias[axis] = -1.0 / focal
+        last.weight[2] *= 0.1  # log z ≈ 0
+        last.bias[2] = 0.0
+        model.head.output_block[1][-1].bias.fill_(2.0)  # mostly valid pixels
+    return model
+
+
+def write_moge(path: Path, generator: torch.Generator) -> None:
+    model = tiny_moge(generator)
+    state = {k: v.detach().contiguous() for k, v in to_reference(model.state_dict()).items()}
+    buffer = io.BytesIO()
+    torch.save({"model_config": model.config.to_dict(), "model": state}, buffer)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(_fixed_serialization_id(buffer.getvalue()))
+
+
+def _fixed_serialization_id(data: bytes) -> bytes:
+    """torch.save stamps a random `.data/serialization_id` into its zip; pin it (and its CRC) so the
+    same seed always gives the same bytes."""
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    entry = next(i for i in archive.infolist() if i.filename.endswith(".data/serialization_id"))
+    old = archive.read(entry)
+    new = b"0" * len(old)
+    name_length, extra_length = struct.unpack_from("<HH", data, entry.header_offset + 26)
+    start = entry.header_offset + 30 + name_length + extra_length
+    patched = bytearray(data)
+    patched[start : start + len(old)] = new
+    old_crc, new_crc = struct.pack("<I", entry.CRC), struct.pack("<I", zlib.crc32(new))
+    patched[entry.header_offset + 14 : entry.header_offset + 18] = new_crc
+    central = bytes(patched).find(b"PK\x01\x02", archive.start_dir)
+    while central != -1:
+        offset = struct.unpack_from("<I", patched, central + 42)[0]
+        if offset == entry.header_offset:
+            assert patched[central + 16 : central + 20] == old_crc
+            patched[central + 16 : central + 20] = new_crc
+            break
+        central = bytes(patched).find(b"PK\x01\x02", central + 4)
+    return bytes(patched)

@@ -1,0 +1,135 @@
+"""Panorama → distance map: MoGe on 12 perspective views, fused in log-distance (method §5).
+
+The panorama is reduced to at most 1920 wide, cut into 12 views of 90° × 90° at 512², MoGe
+predicts each view's ray distance (all views in one batch on a GPU), and the views are fused by
+the gradient + Poisson solve. Pixels no view could measure (sky) get the 0.999 quantile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from worldgen.geometry.fusion import fuse_views
+from worldgen.geometry.views import ViewCameras, sample_views
+from worldgen.models.moge.checkpoint import load_moge
+from worldgen.models.moge.inference import predict_distance
+from worldgen.models.runtime import ModelRuntime
+from worldgen.progress import Progress
+
+MODEL = "moge"
+DEPTH_MAX_WIDTH = 1920
+BOTTOM_SMOOTH_RATIO = 0.05
+
+
+@dataclass
+class ViewDepths:
+    """Per-view MoGe output, kept so a later layer can re-predict only the views that changed."""
+
+    distances: np.ndarray  # (N, r, r) float32
+    masks: np.ndarray  # (N, r, r) bool
+
+
+@dataclass
+class PanoramaDepth:
+    distance: np.ndarray
+    """(H, W) float32 ray distance at the input panorama's size."""
+    mask: np.ndarray
+    """(H, W) bool: measured by at least one view (False: filled, e.g. sky)."""
+    views: ViewDepths
+
+
+def predict_views(
+    runtime: ModelRuntime, views: np.ndarray, cameras: ViewCameras, progress: Progress, indices: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """MoGe on the views in `indices` (batched: all at once on a GPU, four at a time on a CPU)."""
+    batch = len(indices) if runtime.device.type == "cuda" else 4
+    distances = np.zeros((len(indices), *views.shape[1:3]), np.float32)
+    masks = np.zeros((len(indices), *views.shape[1:3]), bool)
+    path = runtime.path(MODEL) / "model.pt"
+    with runtime.hold(f"{MODEL}:model", "moge", lambda: load_moge(path, runtime.device)) as model:
+        for start in range(0, len(indices), batch):
+            progress.check()
+            chosen = indices[start : start + batch]
+            images = torch.from_numpy(views[chosen]).permute(0, 3, 1, 2).float() / 255
+            distance, mask = predict_distance(model, images, cameras.fov_deg)
+            distances[start : start + len(chosen)] = distance.cpu().numpy()
+            masks[start : start + len(chosen)] = mask.cpu().numpy()
+            progress.update("depth", 0.8 * (start + len(chosen)) / len(indices), "predicting views")
+    return distances, masks
+
+
+def estimate_depth(
+    runtime: ModelRuntime,
+    panorama: np.ndarray,
+    progress: Progress,
+    *,
+    smooth_bottom: bool = True,
+    previous: ViewDepths | None = None,
+    changed: np.ndarray | None = None,
+) -> PanoramaDepth:
+    """Distance map of an RGB panorama (H, W, 3) uint8.
+
+    With `previous` and `changed` (a pixel mask of what differs from the image `previous` was
+    predicted on), only views that see a changed pixel are predicted again.
+    """
+    height, width = panorama.shape[:2]
+    work = panorama
+    if width > DEPTH_MAX_WIDTH:
+        work = cv2.resize(panorama, (DEPTH_MAX_WIDTH, DEPTH_MAX_WIDTH * height // width), interpolation=cv2.INTER_AREA)
+    cameras = ViewCameras.icosahedron()
+    views = sample_views(work, cameras)
+    indices = list(range(len(cameras)))
+    distances = np.zeros((len(cameras), cameras.resolution, cameras.resolution), np.float32)
+    masks = np.zeros_like(distances, bool)
+    if previous is not None and changed is not None:
+        changed_views = sample_views(changed.astype(np.uint8) * 255, cameras) > 0
+        indices = [i for i in indices if changed_views[i].any()]
+        keep = [i for i in range(len(cameras)) if i not in indices]
+        distances[keep], masks[keep] = previous.distances[keep], previous.masks[keep]
+    if indices:
+        distances[indices], masks[indices] = predict_views(runtime, views, cameras, progress, indices)
+    progress.update("depth", 0.85, "fusing views")
+    fused, covered = fuse_views(distances, masks, cameras, work.shape[0], work.shape[1])
+    if covered.any():
+        fused[~covered] = np.quantile(fused[covered], 0.999)
+    if work is not panorama:
+        fused = cv2.resize(fused, (width, height), interpolation=cv2.INTER_LINEAR)
+        covered = cv2.resize(covered.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
+    if smooth_bottom:
+        fused = smooth_bottom_rows(fused, BOTTOM_SMOOTH_RATIO)
+    progress.update("depth", 1.0, "done")
+    return PanoramaDepth(fused.astype(np.float32), covered, ViewDepths(distances, masks))
+
+
+def _robust_row_means(rows: np.ndarray) -> np.ndarray:
+    """Per-row mean of values inside [q25 − 1.5·IQR, q75 + 1.5·IQR]."""
+    q25, q75 = np.nanquantile(rows, [0.25, 0.75], axis=1, keepdims=True)
+    iqr = q75 - q25
+    inside = (rows >= q25 - 1.5 * iqr) & (rows <= q75 + 1.5 * iqr)
+    return np.nanmean(np.where(inside, rows, np.nan), axis=1)
+
+
+def smooth_bottom_rows(distance: np.ndarray, ratio: float) -> np.ndarray:
+    """Blend the bottom `ratio` of rows towards their robust row means, fully at the last row:
+    the nadir is seen by several views at once and their disagreement would show as a swirl."""
+    height = distance.shape[0]
+    rows = int(height * ratio)
+    if rows == 0:
+        return distance
+    out = distance.astype(np.float32, copy=True)
+    reference = distance[-3:].ravel() if rows > 3 else distance[-1]
+    reference = reference[np.isfinite(reference) & (reference > 0)]
+    if reference.size:
+        low, high = np.quantile(reference, [0.1, 0.9])
+        inner = reference[(reference >= low) & (reference <= high)]
+        bottom = float(inner.mean() if inner.size else np.median(reference))
+        out[-1] = bottom
+    band = distance[height - rows : height - 1]  # the rows above the last, top to bottom
+    weights = (np.arange(rows - 1, dtype=np.float32) + 1) / rows  # 1/rows at the top … (rows−1)/rows
+    means = _robust_row_means(band)
+    out[height - rows : height - 1] = (1 - weights[:, None]) * band + weights[:, None] * means[:, None]
+    return out

@@ -1,0 +1,62 @@
+"""Writing a world: per-layer PLY and Draco, world.glb, world_preview.glb, panorama, distance, preview.
+
+Draco encoding (the slow part) runs in `draco_encoder` subprocesses while the GLBs are written.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from worldgen.export.draco import write_draco
+from worldgen.export.glb import write_glb
+from worldgen.export.ply import write_ply
+from worldgen.geometry.mesh import Mesh
+from worldgen.progress import Progress
+from worldgen.stages.world_mesh import Layer, build_meshes
+
+PREVIEW_JPEG_WIDTH = 1024
+
+
+def export_world(
+    out_dir: Path,
+    layers: list[Layer],
+    meshes: list[Mesh],
+    formats: set[str],
+    panorama: np.ndarray,
+    distance: np.ndarray,
+    progress: Progress,
+) -> list[Path]:
+    written: list[Path] = []
+    Image.fromarray(panorama).save(out_dir / "panorama.png")
+    np.save(out_dir / "distance.npy", distance.astype(np.float16))
+    preview = cv2.resize(panorama, (PREVIEW_JPEG_WIDTH, PREVIEW_JPEG_WIDTH // 2), interpolation=cv2.INTER_AREA)
+    Image.fromarray(preview).save(out_dir / "preview.jpg", quality=88)
+    written += [out_dir / "panorama.png", out_dir / "distance.npy", out_dir / "preview.jpg"]
+    drafts: list[Future[Path]] = []
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for index, mesh in enumerate(meshes):
+            progress.check()
+            ply = None
+            if "ply" in formats or "drc" in formats:
+                ply = write_ply(mesh, out_dir / f"mesh_layer{index}.ply")
+            if "drc" in formats:
+                drafts.append(pool.submit(write_draco, mesh, out_dir / f"mesh_layer{index}.drc", ply=ply))
+            progress.update("export", 0.3 * (index + 1) / len(meshes), f"{mesh.name}: PLY")
+        if "glb" in formats:
+            written.append(write_glb(meshes, out_dir / "world.glb"))
+            progress.update("export", 0.5, "world.glb")
+        written.append(write_glb(build_meshes(layers, progress, preview=True), out_dir / "world_preview.glb"))
+        progress.update("export", 0.6, "world_preview.glb")
+        written += [future.result() for future in drafts]
+    if "ply" not in formats:
+        for index in range(len(meshes)):
+            (out_dir / f"mesh_layer{index}.ply").unlink(missing_ok=True)
+    else:
+        written += [out_dir / f"mesh_layer{index}.ply" for index in range(len(meshes))]
+    progress.update("export", 1.0, "done")
+    return written
