@@ -8,6 +8,17 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# On-demand SageMaker Processing prices (USD/hour, us-east-1, as published in 2025); estimates only.
+DEFAULT_PRICES = {
+    "ml.g5.2xlarge": 1.515,
+    "ml.g5.4xlarge": 2.03,
+    "ml.g6.2xlarge": 1.222,
+    "ml.g6.4xlarge": 1.658,
+    "ml.g6e.2xlarge": 2.808,
+    "ml.g6e.4xlarge": 3.761,
+    "ml.p4d.24xlarge": 37.688,
+}
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WORLDGEN_", extra="ignore")
@@ -28,6 +39,19 @@ class Settings(BaseSettings):
     server_url: str = Field("http://127.0.0.1:8000", description="API base URL for the CLI client commands.")
     upload_max_bytes: int = Field(20 * 1024 * 1024, description="Largest PNG/JPEG upload.")
     upload_max_npy_bytes: int = Field(64 * 1024 * 1024, description="Largest .npy distance-map upload.")
+    download_url_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600, description="Lifetime of presigned URLs.")
+    models_url: str | None = Field(None, description="S3 prefix of the model files that SageMaker jobs mount.")
+    sagemaker_role_arn: str | None = Field(None, description="Execution role of the processing jobs.")
+    sagemaker_image_uri: str | None = Field(None, description="ECR URI of the worldgen image.")
+    sagemaker_instance_type: str = Field("ml.g5.2xlarge", description="Processing instance type.")
+    sagemaker_max_concurrent_jobs: int = Field(2, ge=1, description="Cap on concurrent SageMaker jobs.")
+    sagemaker_max_runtime_seconds: int = Field(7200, ge=60, le=432000, description="MaxRuntimeInSeconds.")
+    sagemaker_volume_gb: int | None = Field(None, ge=1, le=16384, description="Override the computed volume.")
+    sagemaker_poll_seconds: float = Field(30.0, gt=0, description="Status poll interval.")
+    sagemaker_events_secret: str | None = Field(None, description="Shared secret of the EventBridge endpoint.")
+    sagemaker_price_table: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_PRICES), description="USD per instance-hour, by instance type (JSON)."
+    )
 
     @property
     def resolved_models_dir(self) -> Path:
@@ -53,7 +77,9 @@ class Settings(BaseSettings):
 def open_storage(url: str):  # type: ignore[no-untyped-def]
     """An artifact store for a storage URL: a local directory (default) or s3://bucket/prefix."""
     if url.startswith("s3://"):
-        raise ValueError("S3 storage is provided by the production backend; see docs/deploy.md")
+        from worldgen.storage.s3 import S3ArtifactStore
+
+        return S3ArtifactStore(url)
     from worldgen.storage.local import LocalArtifactStore
 
     return LocalArtifactStore(Path(url.removeprefix("file://")))

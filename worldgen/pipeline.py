@@ -24,7 +24,7 @@ from worldgen.errors import InvalidRequest
 from worldgen.geometry.compression import compress_background
 from worldgen.geometry.mesh import Mesh
 from worldgen.jobs.state import Stage
-from worldgen.manifest import file_entry, resources, versions
+from worldgen.manifest import cost_estimate, file_entry, resources, versions
 from worldgen.models.runtime import ModelRuntime
 from worldgen.progress import Progress
 from worldgen.request import WorldRequest
@@ -53,7 +53,11 @@ class WorldInputs:
     uploads_dir: Path | None = None
 
     def upload(self, upload_id: str) -> Path:
+        """The upload's file: `uploads/{id}` (local worker) or the one file in `uploads/{id}/` (SageMaker)."""
         path = (self.uploads_dir / upload_id) if self.uploads_dir else None
+        if path is not None and path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.is_file())
+            path = files[0] if len(files) == 1 else None
         if path is None or not path.is_file():
             raise InvalidRequest(f"upload {upload_id!r} is not available to this job", details={"upload": upload_id})
         return path
@@ -193,6 +197,7 @@ def _write_manifest(
         "model_load_s": {k: round(v, 3) for k, v in runtime.load_seconds.items()},
         "peak_resident_models": runtime.peak_resident,
         "resources": resources(runtime.device),
+        "cost": cost_estimate(),
         "warnings": list(progress.warnings),
         "files": [
             file_entry(path, out_dir)

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from worldgen import __version__
 from worldgen.api import errors
-from worldgen.api.routes import events, system, uploads, worlds
+from worldgen.api.routes import events, integrations, system, uploads, worlds
 from worldgen.api.state import AppState
 from worldgen.config import Settings, open_storage
 from worldgen.jobs.store import JobStore
@@ -43,6 +43,6 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
 
     app = FastAPI(title="worldgen", version=__version__, lifespan=lifespan)
     errors.install(app)
-    for module in (worlds, uploads, events, system):
+    for module in (worlds, uploads, events, integrations, system):
         app.include_router(module.router)
     return app

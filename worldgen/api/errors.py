@@ -29,7 +29,8 @@ def _respond(status: int, code: str, message: str, details: Any = None) -> JSONR
     return JSONResponse(status_code=status, content=error_body(code, message, details))
 
 
-_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 409: "conflict", 410: "gone",
+_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 409: "conflict",
+               410: "gone",
                413: "too_large", 415: "unsupported_media_type", 422: "invalid_request"}  # fmt: skip
 
 

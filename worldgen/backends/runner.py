@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from worldgen.config import Settings
+from worldgen.errors import WorldgenError
 from worldgen.jobs.store import JobStore
 from worldgen.storage.base import ArtifactStore
 
@@ -24,12 +25,26 @@ def build_local_worker(settings: Settings, store: JobStore, storage: ArtifactSto
     return LocalWorker(store, storage, config)
 
 
+def build_backend(settings: Settings, store: JobStore, storage: ArtifactStore):  # type: ignore[no-untyped-def]
+    """The configured backend's loop object (it has `run(stop)`)."""
+    if settings.backend == "local":
+        return build_local_worker(settings, store, storage)
+    if settings.backend == "sagemaker":
+        from worldgen.backends.sagemaker.dispatcher import SageMakerDispatcher
+        from worldgen.storage.s3 import S3ArtifactStore
+
+        if not isinstance(storage, S3ArtifactStore):
+            raise WorldgenError(
+                "the sagemaker backend needs WORLDGEN_STORAGE_URL=s3://bucket/prefix", code="configuration"
+            )
+        return SageMakerDispatcher(store, storage, settings)
+    raise WorldgenError(f"unknown backend {settings.backend!r} (local | sagemaker)", code="configuration")
+
+
 def start_backend(
     settings: Settings, store: JobStore, storage: ArtifactStore, stop: threading.Event
 ) -> threading.Thread:
-    if settings.backend != "local":
-        raise ValueError(f"unknown backend {settings.backend!r}")
-    worker = build_local_worker(settings, store, storage)
-    thread = threading.Thread(target=worker.run, args=(stop,), name="worldgen-backend", daemon=True)
+    backend = build_backend(settings, store, storage)
+    thread = threading.Thread(target=backend.run, args=(stop,), name="worldgen-backend", daemon=True)
     thread.start()
     return thread

@@ -17,7 +17,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--no-worker", action="store_true", help="only serve the API; workers run elsewhere")
     serve.set_defaults(run=_serve)
 
-    worker = commands.add_parser("worker", help="run a worker alone (several can share one PostgreSQL)")
+    worker = commands.add_parser(
+        "worker", help="run the configured backend alone: a local worker, or the SageMaker dispatcher"
+    )
     worker.set_defaults(run=_worker)
 
     container = commands.add_parser("container", help="the container contract (SageMaker Processing)")
@@ -38,12 +40,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from worldgen.backends.runner import build_local_worker
+    from worldgen.backends.runner import build_backend
     from worldgen.jobs.store import JobStore
 
     settings = Settings()
     store = JobStore.open(settings.resolved_database_url)
-    worker = build_local_worker(settings, store, open_storage(settings.resolved_storage_url))
+    worker = build_backend(settings, store, open_storage(settings.resolved_storage_url))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

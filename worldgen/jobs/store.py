@@ -395,6 +395,12 @@ class JobStore:
 
         return self._update(job_id, mutate)
 
+    def find_by_backend_ref(self, backend: str, reference: str) -> Job | None:
+        query = select(JobRow).where(JobRow.backend == backend, JobRow.backend_ref == reference)
+        with self._session() as session:
+            row = session.scalar(query)
+            return Job.from_row(row) if row else None
+
     def active_jobs(self, backend: str | None = None) -> list[Job]:
         query = select(JobRow).where(
             JobRow.status.in_([JobStatus.STARTING.value, JobStatus.RUNNING.value, JobStatus.CANCELING.value])

@@ -49,6 +49,8 @@ class ModelSpec:
     """Direct download URL for models that do not live on the hub (single file)."""
     gated: bool = False
     description: str = ""
+    size_gb: float = 0.0
+    """Approximate size of the published files (for sizing job volumes)."""
     tags: tuple[str, ...] = field(default=())
 
     @property
@@ -56,7 +58,7 @@ class ModelSpec:
         return f"{self.repo_id}/{self.subfolder}" if self.subfolder else self.repo_id
 
 
-def _lora(name: str, folder: str, description: str) -> ModelSpec:
+def _lora(name: str, folder: str, description: str, size_gb: float) -> ModelSpec:
     return ModelSpec(
         name=name,
         repo_id="tencent/HunyuanWorld-1",
@@ -64,6 +66,7 @@ def _lora(name: str, folder: str, description: str) -> ModelSpec:
         required=("lora.safetensors",),
         allow_patterns=(f"{folder}/lora.safetensors",),
         description=description,
+        size_gb=size_gb,
     )
 
 
@@ -77,6 +80,7 @@ MODELS: dict[str, ModelSpec] = {
             allow_patterns=_FLUX_PATTERNS,
             gated=True,
             description="FLUX.1-dev (text → panorama base)",
+            size_gb=33.8,
         ),
         ModelSpec(
             name="flux-fill",
@@ -85,17 +89,19 @@ MODELS: dict[str, ModelSpec] = {
             allow_patterns=_FLUX_PATTERNS,
             gated=True,
             description="FLUX.1-Fill-dev (image → panorama and inpainting base)",
+            size_gb=33.8,
         ),
-        _lora("lora-pano-text", "HunyuanWorld-PanoDiT-Text", "HunyuanWorld text → panorama LoRA"),
-        _lora("lora-pano-image", "HunyuanWorld-PanoDiT-Image", "HunyuanWorld image → panorama LoRA"),
-        _lora("lora-inpaint-scene", "HunyuanWorld-PanoInpaint-Scene", "HunyuanWorld scene inpainting LoRA"),
-        _lora("lora-inpaint-sky", "HunyuanWorld-PanoInpaint-Sky", "HunyuanWorld sky inpainting LoRA"),
+        _lora("lora-pano-text", "HunyuanWorld-PanoDiT-Text", "HunyuanWorld text → panorama LoRA", 0.48),
+        _lora("lora-pano-image", "HunyuanWorld-PanoDiT-Image", "HunyuanWorld image → panorama LoRA", 0.48),
+        _lora("lora-inpaint-scene", "HunyuanWorld-PanoInpaint-Scene", "HunyuanWorld scene inpainting LoRA", 0.48),
+        _lora("lora-inpaint-sky", "HunyuanWorld-PanoInpaint-Sky", "HunyuanWorld sky inpainting LoRA", 0.12),
         ModelSpec(
             name="moge",
             repo_id="Ruicheng/moge-vitl",
             required=("model.pt",),
             allow_patterns=("model.pt",),
             description="MoGe-1 ViT-L monocular geometry",
+            size_gb=1.26,
         ),
         ModelSpec(
             name="grounding-dino",
@@ -103,6 +109,7 @@ MODELS: dict[str, ModelSpec] = {
             required=("config.json", "model.safetensors", "preprocessor_config.json", "tokenizer_config.json"),
             allow_patterns=("*.json", "model.safetensors", "vocab.txt"),
             description="Grounding DINO tiny (open-vocabulary detection)",
+            size_gb=0.69,
         ),
         ModelSpec(
             name="zim",
@@ -110,6 +117,7 @@ MODELS: dict[str, ModelSpec] = {
             required=("zim_vit_l_2092/encoder.onnx", "zim_vit_l_2092/decoder.onnx"),
             allow_patterns=("zim_vit_l_2092/*.onnx",),
             description="ZIM ViT-L matting (ONNX encoder/decoder)",
+            size_gb=1.2,
         ),
         ModelSpec(
             name="esrgan",
@@ -117,6 +125,7 @@ MODELS: dict[str, ModelSpec] = {
             required=("RealESRGAN_x2plus.pth",),
             url="https://github.com/xinntao/Real-ESRGAN/releases/download/v0.2.1/RealESRGAN_x2plus.pth",
             description="Real-ESRGAN x2plus super-resolution",
+            size_gb=0.07,
         ),
     )
 }

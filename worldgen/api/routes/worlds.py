@@ -18,8 +18,6 @@ from worldgen.storage.base import InvalidKey, validate_key
 
 router = APIRouter(prefix="/v1/worlds", tags=["worlds"])
 
-DOWNLOAD_URL_SECONDS = 3600
-
 
 def live_job(state: AppState, world_id: str) -> Job:
     """The job, or 404 if unknown and 410 if deleted."""
@@ -134,7 +132,7 @@ def get_artifact(world_id: str, name: str, state: AppState = Depends(app_state))
     entry = next((a for a in job.artifacts if a["name"] == name), None)
     if entry is None:
         raise ApiError(404, "not_found", f"world {world_id} has no artifact named {name!r}")
-    url = state.storage.download_url(key, DOWNLOAD_URL_SECONDS)
+    url = state.storage.download_url(key, state.settings.download_url_seconds)
     if url is not None:
         return RedirectResponse(url, status_code=307)
     headers = {"ETag": f'"{entry["sha256"]}"', "X-Checksum-Sha256": entry["sha256"]}
