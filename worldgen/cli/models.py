@@ -22,6 +22,17 @@ def register(commands: argparse._SubParsersAction) -> None:
     listing.add_argument("--dir", type=Path, default=None, help="models root (default: WORLDGEN_MODELS_DIR)")
     listing.set_defaults(run=_list)
 
+    mirror = sub.add_parser("mirror", help="copy the models root to S3 (fetching missing models if allowed)")
+    mirror.add_argument("--to", required=True, help="s3://bucket/prefix")
+    mirror.add_argument("--dir", type=Path, default=None, help="models root (default: WORLDGEN_MODELS_DIR)")
+    mirror.add_argument("names", nargs="*", help="logical model names (default: all)")
+    mirror.set_defaults(run=_mirror)
+
+    prepare = sub.add_parser("prepare", help="write the fp8, LoRA-fused model set (to a directory or S3)")
+    prepare.add_argument("--out", required=True, help="a directory or s3://bucket/prefix")
+    prepare.add_argument("--dir", type=Path, default=None, help="source models root (default: WORLDGEN_MODELS_DIR)")
+    prepare.set_defaults(run=_prepare)
+
     download = sub.add_parser("download", help="fetch models from their sources into the models root")
     download.add_argument("names", nargs="*", help="logical model names (default: all)")
     download.add_argument("--dir", type=Path, default=None, help="models root (default: WORLDGEN_MODELS_DIR)")
@@ -66,4 +77,36 @@ def _download(args: argparse.Namespace) -> int:
             raise InvalidRequest(str(exc.args[0])) from None
         print(f"downloading {name} ({spec.repo_id}) → {root / spec.relative_dir}")
         download(spec, root, token=Settings().hf_token)
+    return 0
+
+
+def _mirror(args: argparse.Namespace) -> int:
+    from worldgen.models.mirror import mirror
+    from worldgen.models.resolver import ModelResolver
+
+    settings = Settings()
+    resolver = ModelResolver(_root(args), allow_download=settings.allow_downloads, hf_token=settings.hf_token)
+    marker = mirror(resolver, args.to, args.names or None)
+    print(f"mirrored {len(marker['models'])} models ({marker['total_bytes'] / 1e9:.1f} GB) to {args.to}")
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from worldgen.models.mirror import mirror
+    from worldgen.models.prepared import prepare
+    from worldgen.models.resolver import ModelResolver
+
+    source = _root(args)
+    if not args.out.startswith("s3://"):
+        done, missing = prepare(source, Path(args.out))
+        print(f"wrote the prepared model set ({len(done)} models) to {args.out}")
+    else:
+        with tempfile.TemporaryDirectory(prefix="worldgen-prepared-") as tmp:
+            done, missing = prepare(source, Path(tmp))
+            marker = mirror(ModelResolver(Path(tmp)), args.out, done)
+        print(f"wrote the prepared model set ({marker['total_bytes'] / 1e9:.1f} GB) to {args.out}")
+    if missing:
+        print(f"not in {source} (not copied): {', '.join(missing)}")
     return 0

@@ -12,6 +12,7 @@ from worldgen.models.flux.sampler import SamplingSettings, denoise
 from worldgen.models.flux.text import encode_prompts
 from worldgen.models.flux.transformer import load_transformer
 from worldgen.models.flux.vae import decode, load_vae
+from worldgen.models.prepared import prepared_loras
 from worldgen.models.runtime import ModelRuntime
 from worldgen.progress import Progress
 from worldgen.stages.panorama import PanoramaResult, PanoramaSpec, effective_true_cfg, to_uint8, validate_spec
@@ -25,7 +26,8 @@ def text_to_panorama(runtime: ModelRuntime, spec: PanoramaSpec, progress: Progre
     progress = progress or Progress()
     validate_spec(spec)
     repo = runtime.path(BASE_MODEL)
-    lora_folder = runtime.path(LORA)
+    # A prepared model set has the LoRA fused already (`worldgen models prepare`).
+    loras = [] if LORA in prepared_loras(repo) else [read_lora(runtime.path(LORA), LORA)]
     true_cfg = effective_true_cfg(spec, DEFAULT_TRUE_CFG)
     use_negative = true_cfg > 1
     if spec.negative_prompt.strip() and not use_negative:
@@ -42,12 +44,11 @@ def text_to_panorama(runtime: ModelRuntime, spec: PanoramaSpec, progress: Progre
         seam_extend=L.SEAM_EXTEND if spec.seam else 0,
         step_cache=spec.step_cache,
     )
-    lora = read_lora(lora_folder, LORA)
     progress.check()
     progress.update("loading_models", 0.5, "transformer")
 
     def load():
-        return load_transformer(repo, device=runtime.device, precision=runtime.precision, fuse=[lora])
+        return load_transformer(repo, device=runtime.device, precision=runtime.precision, fuse=loras)
 
     with runtime.hold(f"{BASE_MODEL}:transformer", "flux-transformer", load) as transformer:
         from diffusers import FlowMatchEulerDiscreteScheduler
@@ -78,5 +79,6 @@ def text_to_panorama(runtime: ModelRuntime, spec: PanoramaSpec, progress: Progre
             "seam": spec.seam,
             "step_cache": spec.step_cache,
             "lora": LORA,
+            "lora_prefused": not loras,
         },
     )

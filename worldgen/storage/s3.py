@@ -34,7 +34,7 @@ def s3_client():  # type: ignore[no-untyped-def]
     import boto3
     from botocore.config import Config
 
-    return boto3.client("s3", config=Config(retries={"max_attempts": 5, "mode": "standard"}))
+    return boto3.client("s3", config=Config(signature_version="s3v4", retries={"max_attempts": 5, "mode": "standard"}))
 
 
 class S3ArtifactStore:

@@ -65,9 +65,9 @@ class SageMakerClient:
             response = self.client.describe_processing_job(ProcessingJobName=name)
         except ClientError as exc:
             error = exc.response.get("Error", {})
-            if error.get("Code") in ("ValidationException", "ResourceNotFound") and (
-                "not found" in error.get("Message", "").lower() or "does not exist" in error.get("Message", "").lower()
-            ):
+            message = error.get("Message", "").lower()
+            missing = ("not found", "could not find", "does not exist")
+            if error.get("Code") in ("ValidationException", "ResourceNotFound") and any(m in message for m in missing):
                 return None
             if error.get("Code") in QUOTA_CODES:
                 raise QuotaExceeded(error.get("Message", "")) from exc

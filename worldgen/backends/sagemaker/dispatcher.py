@@ -78,7 +78,10 @@ class SageMakerDispatcher:
         self.storage = storage
         self.settings = settings
         self.client = client or SageMakerClient()
-        self.job_settings = job_settings(settings, storage)
+        from worldgen.models.mirror import models_gb
+
+        recorded = models_gb(settings.models_url, storage.client) if settings.models_url else None
+        self.job_settings = job_settings(settings, storage, recorded)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
