@@ -7,10 +7,6 @@ the fusion downstream see valid geometry.
 
 from __future__ import annotations
 
-import io
-import struct
-import zipfile
-import zlib
 from pathlib import Path
 
 import torch
@@ -18,6 +14,7 @@ import torch
 from worldgen.models.moge.checkpoint import to_reference
 from worldgen.models.moge.inference import focal_from_fov
 from worldgen.models.moge.model import MoGeConfig, MoGeModel
+from worldgen.models.tiny.serialization import save_deterministic
 
 TINY_CONFIG = MoGeConfig(
     encoder="worldgen_tiny14",
@@ -61,31 +58,4 @@ def tiny_moge(generator: torch.Generator) -> MoGeModel:
 def write_moge(path: Path, generator: torch.Generator) -> None:
     model = tiny_moge(generator)
     state = {k: v.detach().contiguous() for k, v in to_reference(model.state_dict()).items()}
-    buffer = io.BytesIO()
-    torch.save({"model_config": model.config.to_dict(), "model": state}, buffer)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(_fixed_serialization_id(buffer.getvalue()))
-
-
-def _fixed_serialization_id(data: bytes) -> bytes:
-    """torch.save stamps a random `.data/serialization_id` into its zip; pin it (and its CRC) so the
-    same seed always gives the same bytes."""
-    archive = zipfile.ZipFile(io.BytesIO(data))
-    entry = next(i for i in archive.infolist() if i.filename.endswith(".data/serialization_id"))
-    old = archive.read(entry)
-    new = b"0" * len(old)
-    name_length, extra_length = struct.unpack_from("<HH", data, entry.header_offset + 26)
-    start = entry.header_offset + 30 + name_length + extra_length
-    patched = bytearray(data)
-    patched[start : start + len(old)] = new
-    old_crc, new_crc = struct.pack("<I", entry.CRC), struct.pack("<I", zlib.crc32(new))
-    patched[entry.header_offset + 14 : entry.header_offset + 18] = new_crc
-    central = bytes(patched).find(b"PK\x01\x02", archive.start_dir)
-    while central != -1:
-        offset = struct.unpack_from("<I", patched, central + 42)[0]
-        if offset == entry.header_offset:
-            assert patched[central + 16 : central + 20] == old_crc
-            patched[central + 16 : central + 20] = new_crc
-            break
-        central = bytes(patched).find(b"PK\x01\x02", central + 4)
-    return bytes(patched)
+    save_deterministic({"model_config": model.config.to_dict(), "model": state}, path)

@@ -1,0 +1,139 @@
+"""Panorama inpainting with ONE FLUX.1-Fill transformer and switchable LoRA adapters.
+
+All prompts of the layer passes are known up front (the negatives name the labels), so they are
+encoded once before the transformer loads; the transformer then stays resident for the fg1, fg2
+and sky passes while detection and segmentation models come and go, and the Scene/Sky LoRAs are
+switched between passes instead of keeping a pipeline per LoRA.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from worldgen.models.flux import latents as L
+from worldgen.models.flux.adapters import LoraAdapters
+from worldgen.models.flux.lora import read_lora
+from worldgen.models.flux.sampler import SamplingSettings, denoise
+from worldgen.models.flux.text import TextEmbeddings, encode_prompts
+from worldgen.models.flux.transformer import load_transformer
+from worldgen.models.flux.vae import decode, encode_sample, load_vae
+from worldgen.models.runtime import ModelRuntime
+from worldgen.progress import Progress
+from worldgen.stages.panorama import to_uint8
+
+BASE_MODEL = "flux-fill"
+ADAPTERS = {"scene": "lora-inpaint-scene", "sky": "lora-inpaint-sky"}
+INPAINT_SEED = 25
+SKY_PROMPT = "sky-coverage, whole sky image, ultra-high definition stratosphere"
+SKY_NEGATIVE = (
+    "object, text, defocus, pure color, low-res, blur, pixelation, foggy, noise, mosaic, artifacts, "
+    "low-contrast, low-quality, blurry, tree, grass, plant, ground, land, mountain, building, lake, river, sea, ocean"
+)
+SCENE_NEGATIVE = {
+    "outdoor": "object, chair, tree, plant, flower, grass, stone, rock,building, hill, house, tower, light, lamp, "
+    "low-resolution, blur, mosaic, people",
+    "indoor": "object, table, chair, seat, shelf, sofa, bed, bath, sink,ceramic, wood, plant, tree, light, lamp, "
+    "candle, television, electronics,oven, fire, low-resolution, blur, mosaic, people",
+}
+
+
+@dataclass(frozen=True)
+class InpaintPass:
+    name: str
+    adapter: str
+    prompt: str
+    negative: str
+    guidance: float
+    true_cfg: float = 5.0
+
+
+def scene_pass(name: str, scene: str, labels: list[str]) -> InpaintPass:
+    negative = SCENE_NEGATIVE[scene] + (", " + ", ".join(labels) if labels else "")
+    return InpaintPass(name, "scene", "", negative, guidance=30.0)
+
+
+def sky_pass() -> InpaintPass:
+    return InpaintPass("sky", "sky", SKY_PROMPT, SKY_NEGATIVE, guidance=20.0)
+
+
+class Inpainter:
+    """Holds the encoded prompts, the VAE-free transformer with adapters, and runs passes."""
+
+    def __init__(
+        self,
+        runtime: ModelRuntime,
+        transformer,
+        adapters: LoraAdapters,  # type: ignore[no-untyped-def]
+        embeddings: dict[str, TextEmbeddings],
+        steps: int,
+        seed: int,
+        step_cache: str,
+    ) -> None:
+        self.runtime, self.transformer, self.adapters = runtime, transformer, adapters
+        self.embeddings, self.steps, self.seed, self.step_cache = embeddings, steps, seed, step_cache
+
+    def run(self, spec: InpaintPass, image: np.ndarray, mask: np.ndarray, progress: Progress) -> np.ndarray:
+        """Fill `mask` (H, W, 1 = generate) of `image` (H, W, 3) uint8; returns the new image."""
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
+        runtime = self.runtime
+        height, width = image.shape[:2]
+        generator = torch.Generator("cpu").manual_seed(self.seed)
+        h, w = L.latent_size(height, width)
+        noise = torch.randn((1, L.LATENT_CHANNELS, h, w), generator=generator, dtype=runtime.dtype)
+        pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1
+        mask_t = torch.from_numpy((mask > 0).astype(np.float32))[None, None]
+        repo = runtime.path(BASE_MODEL)
+        with runtime.hold(f"{BASE_MODEL}:vae", "vae", lambda: load_vae(repo, runtime.device, runtime.dtype)) as vae:
+            masked = encode_sample(vae, pixels * (1 - mask_t), generator)
+        condition = torch.cat([masked.to(runtime.dtype), L.patchify_mask(mask_t).to(masked.device, runtime.dtype)], 1)
+        self.adapters.activate(spec.adapter)
+        settings = SamplingSettings(
+            steps=self.steps, guidance=spec.guidance, true_cfg=spec.true_cfg, step_cache=self.step_cache
+        )
+        scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(repo / "scheduler")
+        latents = denoise(
+            self.transformer,
+            scheduler,
+            noise,
+            self.embeddings[spec.prompt],
+            settings,
+            negative=self.embeddings[spec.negative],
+            condition=condition,
+            progress=progress,
+            stage="layers",
+        )
+        with runtime.hold(f"{BASE_MODEL}:vae", "vae", lambda: load_vae(repo, runtime.device, runtime.dtype)) as vae:
+            return to_uint8(decode(vae, latents, seam=True))
+
+
+@contextmanager
+def inpainter(
+    runtime: ModelRuntime,
+    passes: list[InpaintPass],
+    progress: Progress,
+    *,
+    steps: int = 50,
+    seed: int = INPAINT_SEED,
+    step_cache: str = "off",
+) -> Iterator[Inpainter]:
+    """Encode every pass's prompts, then keep one Fill transformer (with both adapters) resident."""
+    texts = sorted({p.prompt for p in passes} | {p.negative for p in passes})
+    embeddings = dict(zip(texts, encode_prompts(runtime, BASE_MODEL, texts, progress), strict=True))
+    adapters = {name: read_lora(runtime.path(model), name) for name, model in ADAPTERS.items()}
+    repo = runtime.path(BASE_MODEL)
+
+    def load():  # type: ignore[no-untyped-def]
+        return load_transformer(repo, device=runtime.device, precision=runtime.precision)
+
+    with runtime.hold(f"{BASE_MODEL}:transformer", "flux-transformer", load) as transformer:
+        hooks = LoraAdapters(transformer, adapters, runtime.dtype)
+        try:
+            yield Inpainter(runtime, transformer, hooks, embeddings, steps, seed, step_cache)
+        finally:
+            hooks.remove()
