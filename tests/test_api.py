@@ -305,3 +305,69 @@ def test_health_ready_metrics(client: TestClient) -> None:
     text = client.get("/metrics").text
     assert 'worldgen_jobs{status="queued"} 1.0' in text
     assert "worldgen_stage_duration_seconds" in text
+
+
+def _finished_world(client: TestClient, height: int = 64) -> str:
+    """A succeeded world with a stored panorama.png (as a worker would leave it)."""
+    store, storage = store_of(client), client.app.state.worldgen.storage
+    job = submit(client, height=height, seed=11).json()["id"]
+    store.claim("w", "local")
+    store.transition(job, JobStatus.RUNNING)
+    info = storage.put_stream(f"worlds/{job}/panorama.png", io.BytesIO(png(2 * height, height)))
+    entry = {"name": "panorama.png", "size": info.size, "sha256": info.sha256, "content_type": "image/png"}
+    store.transition(job, JobStatus.SUCCEEDED, artifacts=[entry])
+    return job
+
+
+def test_relayering_a_finished_world(client: TestClient) -> None:
+    source = _finished_world(client)
+    body = {
+        "source_world_id": source,
+        "objects_fg1": [{"label": "tree", "box": [10, 5, 40, 30]}],
+        "objects_fg2": [{"label": "bench", "box": [110, 5, 140, 30]}],
+    }
+    job = client.post("/v1/worlds", json=body)
+    assert job.status_code == 202, job.text
+    assert job.json()["seed"] == 11  # the source world's seed
+    assert job.json()["request"]["objects_fg2"][0]["box"] == [110.0, 5.0, 140.0, 30.0]
+
+
+@pytest.mark.parametrize(
+    ("objects", "field", "message"),
+    [
+        ([{"label": "tree", "box": [130, 5, 140, 30]}], "objects_fg1.0.box", "outside"),  # starts beyond the width
+        ([{"label": "tree", "box": [10, 5, 40, 70]}], "objects_fg1.0.box", "outside"),  # below the bottom
+        ([{"label": "tree", "box": [100, 5, 260, 30]}], "objects_fg1.0.box", "outside"),  # beyond 2 × width
+        ([{"label": "tree", "box": [40, 5, 10, 30]}], "objects_fg1.0.box", "x1 > x0"),
+        ([{"label": "tree", "box": [-1, 5, 10, 30]}], "objects_fg1.0.box", "negative"),
+        ([{"label": "", "box": [1, 5, 10, 30]}], "objects_fg1.0.label", ""),
+        ([{"label": "tree", "box": [1, 5, 10]}], "objects_fg1.0.box.3", ""),
+        ([{"label": "t", "box": [1, 1, 2, 2]}] * 17, "objects_fg1", "17"),
+    ],
+)
+def test_bad_boxes(client: TestClient, objects: list, field: str, message: str) -> None:
+    source = _finished_world(client)
+    error = assert_error(client.post("/v1/worlds", json={"source_world_id": source, "objects_fg1": objects}), 422)
+    fields = {f["field"]: f["message"] for f in error["details"]["fields"]}
+    assert field in fields and message in fields[field] + error["message"], error
+
+
+def test_bad_source_worlds(client: TestClient) -> None:
+    assert_error(client.post("/v1/worlds", json={"source_world_id": "nope"}), 422)
+    deleted = _finished_world(client)
+    unfinished = submit(client).json()["id"]
+    error = assert_error(client.post("/v1/worlds", json={"source_world_id": unfinished}), 422)
+    assert "queued, not succeeded" in error["message"]
+    client.delete(f"/v1/worlds/{deleted}")
+    error = assert_error(client.post("/v1/worlds", json={"source_world_id": deleted}), 422)
+    assert "deleted" in error["message"]
+    boxes_without_panorama = {"prompt": "a lake", "objects_fg1": [{"label": "t", "box": [1, 1, 5, 5]}]}
+    error = assert_error(client.post("/v1/worlds", json=boxes_without_panorama), 422)
+    assert "boxes need a panorama" in error["message"]
+    both = {"source_world_id": deleted, "image_upload_id": "x"}
+    assert_error(client.post("/v1/worlds", json=both), 422)
+
+
+def test_too_many_labels_and_long_labels(client: TestClient) -> None:
+    error = assert_error(client.post("/v1/worlds", json={"prompt": "a", "labels_fg1": list("abcdefghi")}), 422)
+    assert error["details"]["fields"][0]["field"] == "labels_fg1"

@@ -129,3 +129,34 @@ def test_uploaded_panorama_and_distance_through_the_service(server: str, tmp_pat
         assert np.abs(np.max(np.abs(mesh.vertices) / BOX, axis=1) - 1).max() < 1e-3
         wrong = client.post("/v1/worlds", json={"prompt": "x", "image_upload_id": dist["id"]})
         assert wrong.status_code == 422 and "needs kind 'image'" in wrong.json()["error"]["message"]
+
+
+def test_relayer_a_finished_world_through_the_worker(server: str) -> None:
+    """Generate, look, then pick objects: a second job re-layers the first world's panorama."""
+    with httpx.Client(base_url=server, timeout=30) as client:
+        first = client.post("/v1/worlds", json={"prompt": "a plaza", "height": 64, "steps": 2, "layered": False}).json()
+        _wait(client, first["id"])
+        body = {
+            "source_world_id": first["id"],
+            "scene": "indoor",
+            "steps": 2,
+            "objects_fg1": [{"label": "fountain", "box": [30, 10, 100, 50]}],
+        }
+        second = client.post("/v1/worlds", json=body)
+        assert second.status_code == 202, second.text
+        assert second.json()["seed"] == first["seed"]
+        done = _wait(client, second.json()["id"])
+        assert done["status"] == "succeeded", done["error"]
+        names = {a["name"] for a in client.get(f"/v1/worlds/{done['id']}/artifacts").json()["items"]}
+        assert {"fg1_mask.png", "fg1.json", "remove_fg1_image.png", "mesh_layer0.ply", "mesh_layer1.ply"} <= names
+        manifest = client.get(f"/v1/worlds/{done['id']}/artifacts/manifest.json").json()
+        assert manifest["panorama"]["source_world_id"] == first["id"]
+        assert [layer["name"] for layer in manifest["layers"]] == ["fg1", "background"]
+
+
+def _wait(client: httpx.Client, world_id: str, timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while (state := client.get(f"/v1/worlds/{world_id}").json())["status"] not in ("succeeded", "failed", "canceled"):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.5)
+    return state

@@ -60,7 +60,7 @@ def aws() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def models_url(aws: str, tiny_models: Path) -> str:
     url = f"s3://{BUCKET}/models"
-    mirror(ModelResolver(tiny_models), url, [n for n in ("flux-dev", "lora-pano-text", "moge")])
+    mirror(ModelResolver(tiny_models), url)
     return url
 
 

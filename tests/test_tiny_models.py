@@ -42,7 +42,20 @@ EXPECTED_FILES = sorted(
         f"tencent/HunyuanWorld-1/HunyuanWorld-{name}/lora.safetensors"
         for name in ("PanoDiT-Text", "PanoDiT-Image", "PanoInpaint-Scene", "PanoInpaint-Sky")
     ]
-    + ["Ruicheng/moge-vitl/model.pt"]
+    + ["Ruicheng/moge-vitl/model.pt", "xinntao/Real-ESRGAN/RealESRGAN_x2plus.pth"]
+    + [f"naver-iv/zim-anything-vitl/zim_vit_l_2092/{f}.onnx" for f in ("encoder", "decoder")]
+    + [
+        f"IDEA-Research/grounding-dino-tiny/{f}"
+        for f in (
+            "config.json",
+            "model.safetensors",
+            "preprocessor_config.json",
+            "special_tokens_map.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "vocab.txt",
+        )
+    ]
 )
 
 
@@ -76,7 +89,7 @@ def test_deterministic_for_a_seed(tmp_path: Path, tiny_models: Path) -> None:
     make_tiny(tmp_path / "other", seed=1)
     same, other = _digests(tmp_path / "again"), _digests(tmp_path / "other")
     assert same == _digests(tiny_models)
-    weights = [f for f in EXPECTED_FILES if f.endswith((".safetensors", ".pt"))]
+    weights = [f for f in EXPECTED_FILES if f.endswith((".safetensors", ".pt", ".pth", ".onnx"))]
     assert all(same[f] != other[f] for f in weights)
 
 
@@ -135,7 +148,7 @@ def test_make_tiny_cli(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "wrote 7 tiny models" in result.stdout
+    assert "wrote 10 tiny models" in result.stdout
     assert (tmp_path / "m/black-forest-labs/FLUX.1-dev/transformer/config.json").is_file()
 
 

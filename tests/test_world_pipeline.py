@@ -28,7 +28,7 @@ def _generate(*args: str) -> subprocess.CompletedProcess[str]:
 def test_text_to_world_cli(tiny_models: Path, tmp_path: Path) -> None:
     out = tmp_path / "world"
     result = _generate("a quiet bay", "--out", str(out), "--models-dir", str(tiny_models), "--steps", "2",
-                       "--height", "128", "--formats", "glb", "ply", "drc", "--seed", "5")  # fmt: skip
+                       "--height", "128", "--formats", "glb", "ply", "drc", "--seed", "5", "--single-layer")  # fmt: skip
     assert result.returncode == 0, result.stderr
     expected = {"panorama.png", "distance.npy", "preview.jpg", "world.glb", "world_preview.glb", "mesh_layer0.ply",
                 "mesh_layer0.drc", "manifest.json"}  # fmt: skip
@@ -49,7 +49,7 @@ def test_from_panorama_and_distance_exact_geometry(tiny_models: Path, tmp_path: 
     np.save(tmp_path / "distance.npy", box_room(height, width))
     out = tmp_path / "out"
     result = _generate("--panorama", str(tmp_path / "pano.png"), "--distance", str(tmp_path / "distance.npy"),
-                       "--out", str(out), "--models-dir", str(tiny_models), "--no-depth-compression")  # fmt: skip
+                       "--out", str(out), "--models-dir", str(tiny_models), "--no-depth-compression", "--single-layer")  # fmt: skip
     assert result.returncode == 0, result.stderr
     mesh = trimesh.load(out / "mesh_layer0.ply", process=False)
     wall = np.max(np.abs(mesh.vertices) / BOX, axis=1)
@@ -61,7 +61,7 @@ def test_from_panorama_and_distance_exact_geometry(tiny_models: Path, tmp_path: 
 def test_panorama_only_runs_depth(cpu_runtime: ModelRuntime, tmp_path: Path) -> None:
     """A panorama without a distance map gets MoGe depth (tiny) and a full world."""
     Image.fromarray(gradient_rgb(128, 256)).save(tmp_path / "p", format="PNG")
-    request = WorldRequest(panorama_upload_id="p", seed=1, formats=["glb"])
+    request = WorldRequest(panorama_upload_id="p", seed=1, formats=["glb"], layered=False)
     manifest = generate_world(request, cpu_runtime, tmp_path / "out", Progress(), WorldInputs(tmp_path))
     assert manifest["timings_s"]["depth"] > 0 and "panorama" not in manifest["timings_s"]
     assert not (tmp_path / "out/mesh_layer0.ply").exists()

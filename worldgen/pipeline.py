@@ -28,9 +28,11 @@ from worldgen.manifest import cost_estimate, file_entry, resources, versions
 from worldgen.models.runtime import ModelRuntime
 from worldgen.progress import Progress
 from worldgen.request import WorldRequest
+from worldgen.stages.compose import compose_layers
 from worldgen.stages.depth import estimate_depth
 from worldgen.stages.export import export_world
 from worldgen.stages.image_to_panorama import image_to_panorama
+from worldgen.stages.layers import LayerRequest, decompose
 from worldgen.stages.panorama import PanoramaResult, PanoramaSpec
 from worldgen.stages.text_to_panorama import text_to_panorama
 from worldgen.stages.world_mesh import Layer, build_meshes
@@ -92,11 +94,13 @@ class StagePlan:
 
 def plan_for(request: WorldRequest, until: str = "world") -> list[Stage]:
     stages = [Stage.LOADING_MODELS]
-    if not request.panorama_upload_id:
+    if not (request.panorama_upload_id or request.source_world_id):
         stages.append(Stage.PANORAMA)
     if until == "panorama":
         return [*stages, Stage.EXPORT]
-    if not request.distance_upload_id:
+    if request.layered:
+        stages += [Stage.LAYERS, Stage.DEPTH]
+    elif not request.distance_upload_id:
         stages.append(Stage.DEPTH)
     return [*stages, Stage.MESH, Stage.EXPORT]
 
@@ -148,18 +152,43 @@ def _world(
     plan: StagePlan,
     panorama: np.ndarray,
 ) -> list[Mesh]:
-    """Depth → meshes → files for the single-layer world (background)."""
-    if request.distance_upload_id:
-        distance = load_distance(inputs.upload(request.distance_upload_id), panorama.shape[:2])
-    else:
+    """Layers → depth → meshes → files (or one background layer when `layered` is off)."""
+    given = (
+        load_distance(inputs.upload(request.distance_upload_id), panorama.shape[:2])
+        if request.distance_upload_id
+        else None
+    )
+    if request.layered:
+        layer_request = LayerRequest(
+            scene=request.scene.value,
+            labels={"fg1": list(request.labels_fg1), "fg2": list(request.labels_fg2)},
+            objects={"fg1": request.objects("fg1"), "fg2": request.objects("fg2")},
+            steps=request.steps,
+            seed=request.inpaint_seed,
+            step_cache=request.step_cache,
+        )
+        with plan.timed(Stage.LAYERS):
+            images = decompose(runtime, panorama, layer_request, out_dir, staged)
         with plan.timed(Stage.DEPTH):
-            distance = estimate_depth(runtime, panorama, staged).distance
-    raw_distance = distance
-    if request.depth_compression:
-        distance = compress_background(distance, np.ones(distance.shape, bool), indoor=request.scene == "indoor")
+            layers, full = compose_layers(
+                runtime,
+                images,
+                indoor=request.scene == "indoor",
+                compression=request.depth_compression,
+                progress=staged,
+                given=given,
+            )
+        raw_distance = full.distance
+    else:
+        if given is None:
+            with plan.timed(Stage.DEPTH):
+                given = estimate_depth(runtime, panorama, staged).distance
+        raw_distance = given
+        distance = given
+        if request.depth_compression:
+            distance = compress_background(given, np.ones(given.shape, bool), indoor=request.scene == "indoor")
+        layers = [Layer("background", panorama, distance)]
     staged.check()
-
-    layers = [Layer("background", panorama, distance)]
     with plan.timed(Stage.MESH):
         meshes = build_meshes(layers, staged)
     with plan.timed(Stage.EXPORT):
@@ -196,6 +225,7 @@ def _write_manifest(
         "timings_s": plan.timings,
         "model_load_s": {k: round(v, 3) for k, v in runtime.load_seconds.items()},
         "peak_resident_models": runtime.peak_resident,
+        "model_loads": runtime.loads,
         "resources": resources(runtime.device),
         "cost": cost_estimate(),
         "warnings": list(progress.warnings),

@@ -29,6 +29,34 @@ Precision = Literal["auto", "fp32", "bf16", "fp8-storage", "fp8"]
 StepCache = Literal["off", "first-block", "taylorseer"]
 
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_LABEL_CHARS)]
+MAX_OBJECTS = 16
+
+
+class BoxedObject(BaseModel):
+    """An object the user drew: a label and a box in the pixels of the stored panorama."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label: Label
+    box: tuple[float, float, float, float] = Field(
+        description="x0, y0, x1, y1 in panorama pixels; x1 may reach 2 × width for a box across the seam."
+    )
+
+    @field_validator("box")
+    @classmethod
+    def _positive(cls, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        x0, y0, x1, y1 = box
+        if x1 <= x0 or y1 <= y0:
+            raise ValueError("a box needs x1 > x0 and y1 > y0")
+        if x0 < 0 or y0 < 0:
+            raise ValueError("box coordinates must not be negative")
+        return box
+
+    def check_inside(self, width: int, height: int) -> str | None:
+        x0, _, x1, y1 = self.box
+        if x0 >= width or y1 > height or x1 > 2 * width or x1 - x0 > width:
+            return f"box {list(self.box)} is outside the {width}×{height} panorama (x1 may reach {2 * width})"
+        return None
 
 
 class Scene(StrEnum):
@@ -74,16 +102,32 @@ class WorldRequest(BaseModel):
         None, description="A .npy distance map for the uploaded panorama (skips depth estimation)."
     )
     depth_compression: bool = Field(True, description="Pull far background depths in (method §4.7).")
+    layered: bool = Field(
+        True, description="Foreground layers, inpainting and the sky layer; false: one background mesh only."
+    )
+    objects_fg1: list[BoxedObject] = Field(default_factory=list, max_length=MAX_OBJECTS)
+    objects_fg2: list[BoxedObject] = Field(default_factory=list, max_length=MAX_OBJECTS)
+    source_world_id: str | None = Field(None, description="Re-layer this finished world's panorama (and seed).")
+    inpaint_seed: int = Field(25, ge=0, lt=SEED_LIMIT, description="Seed of the inpainting passes.")
 
     @model_validator(mode="after")
     def _inputs_consistent(self) -> WorldRequest:
-        if not self.prompt.strip() and not self.panorama_upload_id:
+        if not self.prompt.strip() and not self.panorama_upload_id and not self.source_world_id:
             raise PydanticCustomError(
-                "missing_prompt", "prompt must not be blank (unless a panorama is uploaded)", {"field": "prompt"}
+                "missing_prompt", "prompt must not be blank (unless a panorama is given)", {"field": "prompt"}
             )
-        if self.image_upload_id and self.panorama_upload_id:
+        sources = [f for f in ("image_upload_id", "panorama_upload_id", "source_world_id") if getattr(self, f)]
+        if len(sources) > 1:
             raise PydanticCustomError(
-                "conflict", "give image_upload_id or panorama_upload_id, not both", {"field": "panorama_upload_id"}
+                "conflict",
+                "give at most one of image_upload_id, panorama_upload_id, source_world_id",
+                {"field": sources[-1]},
+            )
+        if (self.objects_fg1 or self.objects_fg2) and not (self.panorama_upload_id or self.source_world_id):
+            raise PydanticCustomError(
+                "conflict",
+                "boxes need a panorama to be drawn on: give source_world_id or panorama_upload_id",
+                {"field": "objects_fg1" if self.objects_fg1 else "objects_fg2"},
             )
         if self.distance_upload_id and not self.panorama_upload_id:
             raise PydanticCustomError(
@@ -117,6 +161,9 @@ class WorldRequest(BaseModel):
         """Stable hash of the request as sent (for idempotency keys)."""
         data = self.model_dump(mode="json", exclude_defaults=False)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+    def objects(self, layer: str) -> list[dict[str, object]]:
+        return [o.model_dump() for o in getattr(self, f"objects_{layer}")]
 
     def upload_ids(self) -> list[str]:
         return [u for u in (self.image_upload_id, self.panorama_upload_id, self.distance_upload_id) if u]

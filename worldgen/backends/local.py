@@ -29,6 +29,7 @@ from worldgen.container.contract import MANIFEST_FILE, ROOT_ENV, ContainerPaths,
 from worldgen.container.progress_file import read_json, write_json_atomic
 from worldgen.jobs.state import JobStatus, Stage
 from worldgen.jobs.store import Job, JobNotFound, JobStore, utcnow
+from worldgen.pipeline_inputs import SOURCE_WORLD_INPUT
 from worldgen.storage.base import ArtifactStore
 
 log = logging.getLogger("worldgen.worker")
@@ -150,7 +151,14 @@ class LocalWorker:
         paths.models_dir.parent.mkdir(parents=True, exist_ok=True)
         paths.models_dir.symlink_to(self.config.models_dir.resolve(), target_is_directory=True)
         paths.uploads_dir.mkdir(parents=True, exist_ok=True)
-        for upload_id in job.world_request.upload_ids():
+        request = job.world_request
+        if request.source_world_id:
+            with (
+                self.storage.open(f"worlds/{request.source_world_id}/panorama.png") as source,
+                (paths.uploads_dir / SOURCE_WORLD_INPUT).open("wb") as target,
+            ):
+                shutil.copyfileobj(source, target)
+        for upload_id in request.upload_ids():
             upload = self.store.get_upload(upload_id)
             if upload is None:
                 continue  # the entrypoint reports the missing input as the job's error

@@ -27,6 +27,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     submit = commands.add_parser("submit", help="submit a world request to a server")
     add_request_arguments(submit)
     submit.add_argument("--image", type=Path, default=None, help="photo to outpaint (uploaded first)")
+    submit.add_argument("--source-world", default=None, help="re-layer this finished world's panorama")
     submit.add_argument("--follow", action="store_true", help="show progress until the job ends")
     server_flag(submit)
     submit.set_defaults(run=_submit)
@@ -112,6 +113,8 @@ def _submit(args: argparse.Namespace) -> int:
             with args.image.open("rb") as handle:
                 upload = _check(client.post("/v1/uploads", files={"file": (args.image.name, handle)}))
             body["image_upload_id"] = upload["id"]
+        if args.source_world:
+            body["source_world_id"] = args.source_world
         job = _check(client.post("/v1/worlds", json=body))
         print(job["id"])
         if args.follow:

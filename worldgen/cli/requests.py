@@ -25,6 +25,16 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels-fg2", nargs="*", default=[], help="object labels of the second foreground layer")
     parser.add_argument("--formats", nargs="+", default=["glb", "ply"], help="any of ply, glb, drc")
     parser.add_argument("--no-depth-compression", action="store_true", help="keep far depths as estimated")
+    parser.add_argument("--single-layer", action="store_true", help="one background mesh: no layers, no sky")
+    parser.add_argument(
+        "--objects-fg1",
+        type=_objects,
+        default=[],
+        metavar="JSON",
+        help='boxes for layer 1, e.g. \'[{"label": "tree", "box": [x0, y0, x1, y1]}]\'',
+    )
+    parser.add_argument("--objects-fg2", type=_objects, default=[], metavar="JSON", help="boxes for layer 2")
+    parser.add_argument("--inpaint-seed", type=int, default=25)
 
 
 def request_from_args(args: argparse.Namespace, **extra: object) -> WorldRequest:
@@ -43,6 +53,10 @@ def request_from_args(args: argparse.Namespace, **extra: object) -> WorldRequest
         "labels_fg2": args.labels_fg2,
         "formats": args.formats,
         "depth_compression": not args.no_depth_compression,
+        "layered": not args.single_layer,
+        "objects_fg1": args.objects_fg1,
+        "objects_fg2": args.objects_fg2,
+        "inpaint_seed": args.inpaint_seed,
         **extra,
     }
     try:
@@ -50,3 +64,15 @@ def request_from_args(args: argparse.Namespace, **extra: object) -> WorldRequest
     except ValidationError as exc:
         problems = "; ".join(f"--{field.replace('_', '-')}: {message}" for field, message in validation_problems(exc))
         raise InvalidRequest(f"invalid request: {problems}") from None
+
+
+def _objects(text: str) -> list[dict]:
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, list):
+        raise argparse.ArgumentTypeError('expected a JSON list like [{"label": "tree", "box": [x0, y0, x1, y1]}]')
+    return value

@@ -40,6 +40,9 @@ class ModelRuntime:
     """key → kind of every model currently loaded."""
     peak_resident: list[str] = field(default_factory=list)
     load_seconds: dict[str, float] = field(default_factory=dict)
+    loads: dict[str, int] = field(default_factory=dict)
+    """How many times each model was loaded (the Fill transformer: once per world)."""
+    max_resident_per_kind: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def create(
@@ -78,6 +81,9 @@ class ModelRuntime:
         model = load()
         self.load_seconds[key] = self.load_seconds.get(key, 0.0) + time.perf_counter() - started
         self.resident[key] = kind
+        self.loads[key] = self.loads.get(key, 0) + 1
+        count = sum(1 for k in self.resident.values() if k == kind)
+        self.max_resident_per_kind[kind] = max(self.max_resident_per_kind.get(kind, 0), count)
         if len(self.resident) > len(self.peak_resident):
             self.peak_resident = sorted(self.resident)
         try:

@@ -39,26 +39,39 @@ class PanoramaDepth:
     """(H, W) float32 ray distance at the input panorama's size."""
     mask: np.ndarray
     """(H, W) bool: measured by at least one view (False: filled, e.g. sky)."""
-    views: ViewDepths
+    views: ViewDepths | None
+    """None for a depth map the user gave (no per-view predictions to reuse)."""
+
+
+def hold_moge(runtime: ModelRuntime):  # type: ignore[no-untyped-def]
+    """Keep MoGe loaded across several depth estimations (`with hold_moge(runtime) as model`)."""
+    path = runtime.path(MODEL) / "model.pt"
+    return runtime.hold(f"{MODEL}:model", "moge", lambda: load_moge(path, runtime.device))
 
 
 def predict_views(
-    runtime: ModelRuntime, views: np.ndarray, cameras: ViewCameras, progress: Progress, indices: list[int]
+    runtime: ModelRuntime,
+    views: np.ndarray,
+    cameras: ViewCameras,
+    progress: Progress,
+    indices: list[int],
+    model=None,  # type: ignore[no-untyped-def]
 ) -> tuple[np.ndarray, np.ndarray]:
     """MoGe on the views in `indices` (batched: all at once on a GPU, four at a time on a CPU)."""
+    if model is None:
+        with hold_moge(runtime) as held:
+            return predict_views(runtime, views, cameras, progress, indices, held)
     batch = len(indices) if runtime.device.type == "cuda" else 4
     distances = np.zeros((len(indices), *views.shape[1:3]), np.float32)
     masks = np.zeros((len(indices), *views.shape[1:3]), bool)
-    path = runtime.path(MODEL) / "model.pt"
-    with runtime.hold(f"{MODEL}:model", "moge", lambda: load_moge(path, runtime.device)) as model:
-        for start in range(0, len(indices), batch):
-            progress.check()
-            chosen = indices[start : start + batch]
-            images = torch.from_numpy(views[chosen]).permute(0, 3, 1, 2).float() / 255
-            distance, mask = predict_distance(model, images, cameras.fov_deg)
-            distances[start : start + len(chosen)] = distance.cpu().numpy()
-            masks[start : start + len(chosen)] = mask.cpu().numpy()
-            progress.update("depth", 0.8 * (start + len(chosen)) / len(indices), "predicting views")
+    for start in range(0, len(indices), batch):
+        progress.check()
+        chosen = indices[start : start + batch]
+        images = torch.from_numpy(views[chosen]).permute(0, 3, 1, 2).float() / 255
+        distance, mask = predict_distance(model, images, cameras.fov_deg)
+        distances[start : start + len(chosen)] = distance.cpu().numpy()
+        masks[start : start + len(chosen)] = mask.cpu().numpy()
+        progress.update("depth", 0.8 * (start + len(chosen)) / len(indices), "predicting views")
     return distances, masks
 
 
@@ -70,6 +83,7 @@ def estimate_depth(
     smooth_bottom: bool = True,
     previous: ViewDepths | None = None,
     changed: np.ndarray | None = None,
+    model=None,  # type: ignore[no-untyped-def]
 ) -> PanoramaDepth:
     """Distance map of an RGB panorama (H, W, 3) uint8.
 
@@ -85,13 +99,17 @@ def estimate_depth(
     indices = list(range(len(cameras)))
     distances = np.zeros((len(cameras), cameras.resolution, cameras.resolution), np.float32)
     masks = np.zeros_like(distances, bool)
-    if previous is not None and changed is not None:
+    if previous is not None and changed is not None and not changed.any():
+        changed = None  # nothing differs: every view is reused below
+        indices = []
+        distances, masks = previous.distances.copy(), previous.masks.copy()
+    elif previous is not None and changed is not None:
         changed_views = sample_views(changed.astype(np.uint8) * 255, cameras) > 0
         indices = [i for i in indices if changed_views[i].any()]
         keep = [i for i in range(len(cameras)) if i not in indices]
         distances[keep], masks[keep] = previous.distances[keep], previous.masks[keep]
     if indices:
-        distances[indices], masks[indices] = predict_views(runtime, views, cameras, progress, indices)
+        distances[indices], masks[indices] = predict_views(runtime, views, cameras, progress, indices, model)
     progress.update("depth", 0.85, "fusing views")
     fused, covered = fuse_views(distances, masks, cameras, work.shape[0], work.shape[1])
     if covered.any():

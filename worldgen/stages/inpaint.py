@@ -124,7 +124,8 @@ def inpainter(
 ) -> Iterator[Inpainter]:
     """Encode every pass's prompts, then keep one Fill transformer (with both adapters) resident."""
     texts = sorted({p.prompt for p in passes} | {p.negative for p in passes})
-    embeddings = dict(zip(texts, encode_prompts(runtime, BASE_MODEL, texts, progress), strict=True))
+    # Internal prompts: their (long, fixed) negatives are truncated like the reference's, without a warning.
+    embeddings = dict(zip(texts, encode_prompts(runtime, BASE_MODEL, texts), strict=True))
     adapters = {name: read_lora(runtime.path(model), name) for name, model in ADAPTERS.items()}
     repo = runtime.path(BASE_MODEL)
 

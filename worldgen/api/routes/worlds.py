@@ -12,7 +12,7 @@ from worldgen.api.errors import ApiError
 from worldgen.api.schemas import ArtifactList, ArtifactOut, JobList, JobOut
 from worldgen.api.state import AppState, app_state
 from worldgen.jobs.state import JobStatus
-from worldgen.jobs.store import Job
+from worldgen.jobs.store import Job, JobNotFound
 from worldgen.request import WorldRequest
 from worldgen.storage.base import InvalidKey, validate_key
 
@@ -30,20 +30,61 @@ def live_job(state: AppState, world_id: str) -> Job:
 _UPLOAD_KINDS = {"image_upload_id": "image", "panorama_upload_id": "panorama", "distance_upload_id": "distance"}
 
 
-def check_inputs(state: AppState, request: WorldRequest) -> None:
-    """Uploads a request refers to must exist and be of the right kind."""
+def _invalid(field: str, problem: str) -> ApiError:
+    return ApiError(422, "invalid_request", problem, {"fields": [{"field": field, "message": problem}]})
+
+
+def check_inputs(state: AppState, request: WorldRequest) -> WorldRequest:
+    """Uploads and source worlds a request refers to must exist and fit; boxes must lie inside the
+    panorama they are drawn on. Returns the request with the source world's seed filled in."""
     for field, kind in _UPLOAD_KINDS.items():
         upload_id = getattr(request, field)
         if not upload_id:
             continue
         upload = state.store.get_upload(upload_id)
-        problem = None
         if upload is None:
-            problem = f"no upload with id {upload_id!r}"
-        elif upload.kind != kind:
-            problem = f"upload {upload.id} is of kind {upload.kind!r}; {field} needs kind {kind!r}"
-        if problem:
-            raise ApiError(422, "invalid_request", problem, {"fields": [{"field": field, "message": problem}]})
+            raise _invalid(field, f"no upload with id {upload_id!r}")
+        if upload.kind != kind:
+            raise _invalid(field, f"upload {upload.id} is of kind {upload.kind!r}; {field} needs kind {kind!r}")
+    size = None
+    if request.panorama_upload_id:
+        upload = state.store.get_upload(request.panorama_upload_id)
+        assert upload is not None and upload.width and upload.height
+        size = (upload.width, upload.height)
+    if request.source_world_id:
+        source = source_world(state, request.source_world_id)
+        size = panorama_size(state, source)
+        if request.seed is None:
+            request = request.with_seed(source.seed)
+    if size is not None:
+        for layer in ("fg1", "fg2"):
+            for index, obj in enumerate(getattr(request, f"objects_{layer}")):
+                problem = obj.check_inside(*size)
+                if problem:
+                    raise _invalid(f"objects_{layer}.{index}.box", problem)
+    return request
+
+
+def source_world(state: AppState, world_id: str) -> Job:
+    try:
+        job = state.store.get(world_id)
+    except JobNotFound:
+        raise _invalid("source_world_id", f"no world with id {world_id!r}") from None
+    if job.deleted or job.artifacts_removed:
+        raise _invalid("source_world_id", f"world {world_id} was deleted or its files expired")
+    if job.status is not JobStatus.SUCCEEDED:
+        raise _invalid("source_world_id", f"world {world_id} is {job.status.value}, not succeeded")
+    if not any(a["name"] == "panorama.png" for a in job.artifacts):
+        raise _invalid("source_world_id", f"world {world_id} has no panorama.png")
+    return job
+
+
+def panorama_size(state: AppState, job: Job) -> tuple[int, int]:
+    """(width, height) of a finished world's panorama.png (only the image header is decoded)."""
+    from PIL import Image
+
+    with state.storage.open(f"worlds/{job.id}/panorama.png") as stream, Image.open(stream) as image:
+        return image.size
 
 
 @router.post("", status_code=202, response_model=JobOut)
@@ -53,8 +94,8 @@ def submit(
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
     state: AppState = Depends(app_state),
 ) -> JobOut:
-    check_inputs(state, request)
     fingerprint = request.fingerprint()  # of the body as sent: a seedless retry replays the same job
+    request = check_inputs(state, request)
     resolved = request if request.seed is not None else request.with_seed(secrets.randbelow(2**32))
     job, created = state.store.create(
         resolved,

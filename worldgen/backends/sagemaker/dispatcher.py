@@ -29,6 +29,7 @@ from worldgen.config import Settings
 from worldgen.errors import WorldgenError
 from worldgen.jobs.state import JobStatus
 from worldgen.jobs.store import Job, JobStore, utcnow
+from worldgen.pipeline_inputs import SOURCE_WORLD_INPUT
 from worldgen.storage.s3 import S3ArtifactStore, parse_s3_url
 
 log = logging.getLogger("worldgen.sagemaker")
@@ -131,7 +132,10 @@ class SageMakerDispatcher:
 
     def _upload_prefixes(self, job: Job) -> dict[str, str]:
         prefixes = {}
-        for upload_id in job.world_request.upload_ids():
+        request = job.world_request
+        if request.source_world_id:
+            prefixes[SOURCE_WORLD_INPUT] = f"worlds/{request.source_world_id}/panorama.png"
+        for upload_id in request.upload_ids():
             upload = self.store.get_upload(upload_id)
             if upload is None:
                 raise WorldgenError(f"upload {upload_id!r} no longer exists", code="invalid_request")

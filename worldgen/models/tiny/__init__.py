@@ -11,9 +11,12 @@ from pathlib import Path
 import torch
 
 from worldgen.models.registry import get_spec
+from worldgen.models.tiny.esrgan import write_esrgan
 from worldgen.models.tiny.flux import tiny_transformer_config, write_flux_folder
+from worldgen.models.tiny.grounding_dino import write_grounding_dino
 from worldgen.models.tiny.lora import write_lora
 from worldgen.models.tiny.moge import write_moge
+from worldgen.models.tiny.zim import write_zim
 
 # Logical LoRA name → (base model it adapts, rank of the tiny twin).
 _LORAS = {
@@ -41,7 +44,13 @@ def make_tiny(root: Path, seed: int = 0) -> list[Path]:
         written.append(folder)
     moge = root / get_spec("moge").relative_dir
     write_moge(moge / "model.pt", _generator(seed, 200))
-    written.append(moge)
+    esrgan = root / get_spec("esrgan").relative_dir
+    write_esrgan(esrgan / "RealESRGAN_x2plus.pth", _generator(seed, 300))
+    dino = root / get_spec("grounding-dino").relative_dir
+    write_grounding_dino(dino, _generator(seed, 400))
+    zim = root / get_spec("zim").relative_dir
+    write_zim(zim / "zim_vit_l_2092", _generator(seed, 500))
+    written += [moge, esrgan, dino, zim]
     return written
 
 

@@ -1,0 +1,172 @@
+"""Layer decomposition (method §4 steps 1–5): super-resolution, foreground objects of two layers
+found and painted away, and the sky painted over the ground for an outdoor sky layer.
+
+Models take turns: ESRGAN, Grounding DINO and ZIM load for their step and leave; the Fill
+transformer is loaded once (after all prompts were encoded) and serves the fg1, fg2 and sky
+passes through switchable LoRA adapters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from worldgen.models.grounding_dino import GroundingDino
+from worldgen.models.runtime import ModelRuntime
+from worldgen.models.zim import ZimPredictor
+from worldgen.progress import Progress
+from worldgen.stages import segmentation as seg
+from worldgen.stages.inpaint import Inpainter, inpainter, scene_pass, sky_pass
+from worldgen.stages.super_resolution import super_resolve
+
+
+@dataclass
+class LayerRequest:
+    scene: str
+    labels: dict[str, list[str]]
+    """"fg1"/"fg2" → labels to detect."""
+    objects: dict[str, list[dict]]
+    """"fg1"/"fg2" → explicit boxes [{"label", "box"}] in panorama pixels (skip detection)."""
+    steps: int = 50
+    seed: int = 25
+    step_cache: str = "off"
+
+    def wants(self, layer: str) -> bool:
+        return bool(self.labels.get(layer) or self.objects.get(layer))
+
+
+@dataclass
+class LayeredImages:
+    """Everything the world composition needs, at the super-resolved size (2H × 2W)."""
+
+    full: np.ndarray
+    full_sr: np.ndarray
+    removed: dict[str, np.ndarray] = field(default_factory=dict)
+    """"fg1"/"fg2" → the panorama with that layer painted away (original size)."""
+    removed_sr: dict[str, np.ndarray] = field(default_factory=dict)
+    instances: dict[str, list[seg.Instance]] = field(default_factory=dict)
+    sky: np.ndarray | None = None
+    """(2H, 2W) bool, True = sky (outdoor only)."""
+    sky_sr: np.ndarray | None = None
+    """The sky panorama (ground painted over), super-resolved."""
+    files: list[Path] = field(default_factory=list)
+
+    def mask(self, layer: str) -> np.ndarray | None:
+        instances = self.instances.get(layer)
+        return np.any([i.mask for i in instances], axis=0) if instances else None
+
+
+def decompose(
+    runtime: ModelRuntime, panorama: np.ndarray, request: LayerRequest, out_dir: Path, progress: Progress
+) -> LayeredImages:
+    height, width = panorama.shape[:2]
+    outdoor = request.scene == "outdoor"
+    progress.update("layers", 0.0, "super-resolution")
+    (full_sr,) = super_resolve(runtime, [panorama], progress)
+    result = LayeredImages(full=panorama, full_sr=full_sr)
+    Image.fromarray(full_sr).save(out_dir / "full_image_sr.png")
+    result.files.append(out_dir / "full_image_sr.png")
+    passes = [scene_pass(n, request.scene, request.labels.get(n, [])) for n in ("fg1", "fg2") if request.wants(n)]
+    if outdoor:
+        passes.append(sky_pass())
+    if not passes:
+        return result
+    with inpainter(
+        runtime, passes, progress, steps=request.steps, seed=request.seed, step_cache=request.step_cache
+    ) as painter:
+        current, current_sr = panorama, full_sr
+        for index, layer in enumerate(("fg1", "fg2")):
+            if not request.wants(layer):
+                continue
+            progress.update("layers", 0.1 + 0.3 * index, f"{layer}: finding objects")
+            instances = find_objects(runtime, current, current_sr, request, layer)
+            result.instances[layer] = instances
+            result.files += seg.write_layer_files(out_dir, layer, instances, full_sr.shape[:2])
+            if not instances:
+                progress.warn(f"{layer}: no object found for {request.labels.get(layer) or 'the given boxes'}")
+                continue
+            progress.update("layers", 0.2 + 0.3 * index, f"{layer}: painting the objects away")
+            mask = seg.to_panorama_size(seg.inpaint_mask(instances, full_sr.shape[:2]), height, width)
+            spec = next(p for p in passes if p.name == layer)
+            current = painter.run(spec, current, mask, progress)
+            (current_sr,) = super_resolve(runtime, [current], progress)
+            result.removed[layer], result.removed_sr[layer] = current, current_sr
+            Image.fromarray(current).save(out_dir / f"remove_{layer}_image.png")
+            result.files.append(out_dir / f"remove_{layer}_image.png")
+        if outdoor:
+            progress.update("layers", 0.75, "sky")
+            paint_sky(runtime, painter, current, current_sr, result, out_dir, progress)
+    progress.update("layers", 1.0, "done")
+    return result
+
+
+def find_objects(
+    runtime: ModelRuntime, image: np.ndarray, image_sr: np.ndarray, request: LayerRequest, layer: str
+) -> list[seg.Instance]:
+    width = image.shape[1]
+    pad_sr = image_sr.shape[1] // 2
+    objects = request.objects.get(layer) or []
+    if objects:
+        boxes = seg.explicit_boxes(objects, width, pad_sr)
+        scores = np.ones(len(boxes))
+        labels = [o["label"] for o in objects]
+    else:
+        pad = width // 2
+        with runtime.hold(
+            "grounding-dino:model",
+            "grounding-dino",
+            lambda: GroundingDino(runtime.path("grounding-dino"), runtime.device),
+        ) as detector:
+            found = detector.detect(seg.wrap_pad_left(image, pad), request.labels[layer])
+        boxes, scores, labels = seg.select_detections(
+            found.boxes, found.scores, found.labels, outdoor=request.scene == "outdoor"
+        )
+    if len(boxes) == 0:
+        return []
+    padded_sr = seg.wrap_pad_left(image_sr, pad_sr)
+    with runtime.hold(
+        "zim:model", "zim", lambda: ZimPredictor(runtime.path("zim") / "zim_vit_l_2092", runtime.device)
+    ) as zim:
+        zim.set_image(padded_sr)
+        masks = zim.box_masks(boxes)
+    return seg.postprocess(labels, scores, boxes, masks, pad_sr, image_sr.shape[1])
+
+
+def paint_sky(
+    runtime: ModelRuntime,
+    painter: Inpainter,
+    image: np.ndarray,
+    image_sr: np.ndarray,
+    result: LayeredImages,
+    out_dir: Path,
+    progress: Progress,
+) -> None:
+    """Detect the sky, then paint the ground over with sky (the Sky adapter) for the sky layer."""
+    with runtime.hold(
+        "grounding-dino:model", "grounding-dino", lambda: GroundingDino(runtime.path("grounding-dino"), runtime.device)
+    ) as detector:
+        found = detector.detect(image, ["sky"])
+    if len(found.boxes) == 0:
+        progress.warn("no sky found: the world has no sky layer")
+        return
+    boxes, _, _ = seg.select_detections(found.boxes, found.scores, found.labels, outdoor=False, min_left=None)
+    with runtime.hold(
+        "zim:model", "zim", lambda: ZimPredictor(runtime.path("zim") / "zim_vit_l_2092", runtime.device)
+    ) as zim:
+        zim.set_image(image_sr)
+        masks = zim.box_masks(boxes)
+    sky = seg.sky_mask(masks, image_sr.shape[:2])
+    if not sky.any():
+        progress.warn("the sky mask is empty: the world has no sky layer")
+        return
+    result.sky = sky
+    Image.fromarray((sky * 255).astype(np.uint8)).save(out_dir / "sky_mask.png")
+    height, width = image.shape[:2]
+    mask = seg.to_panorama_size(seg.sky_inpaint_mask(sky), height, width)
+    sky_image = painter.run(sky_pass(), image, mask, progress)
+    (result.sky_sr,) = super_resolve(runtime, [sky_image], progress)
+    Image.fromarray(sky_image).save(out_dir / "sky_image.png")
+    result.files += [out_dir / "sky_mask.png", out_dir / "sky_image.png"]
