@@ -116,7 +116,12 @@ def test_uploaded_panorama_and_distance_through_the_service(server: str, tmp_pat
         dist = client.post("/v1/uploads", files={"file": ("d.npy", npy.getvalue())}).json()
         job = client.post(
             "/v1/worlds",
-            json={"panorama_upload_id": pano["id"], "distance_upload_id": dist["id"], "formats": ["ply", "glb"]},
+            json={
+                "panorama_upload_id": pano["id"],
+                "distance_upload_id": dist["id"],
+                "formats": ["ply", "glb"],
+                "layered": False,
+            },
         ).json()
         deadline = time.monotonic() + 180
         while (state := client.get(f"/v1/worlds/{job['id']}").json())["status"] not in ("succeeded", "failed"):

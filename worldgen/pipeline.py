@@ -26,6 +26,7 @@ from worldgen.geometry.mesh import Mesh
 from worldgen.jobs.state import Stage
 from worldgen.manifest import cost_estimate, file_entry, resources, versions
 from worldgen.models.runtime import ModelRuntime
+from worldgen.pipeline_inputs import SOURCE_WORLD_INPUT
 from worldgen.progress import Progress
 from worldgen.request import WorldRequest
 from worldgen.stages.compose import compose_layers
@@ -122,13 +123,15 @@ def generate_world(
     staged = Progress(sink=plan.report, cancel=progress.cancel, warnings=progress.warnings)
     started = time.perf_counter()
 
-    if request.panorama_upload_id:
-        panorama = load_panorama(inputs.upload(request.panorama_upload_id))
+    if request.panorama_upload_id or request.source_world_id:
+        panorama = load_panorama(inputs.upload(request.panorama_upload_id or SOURCE_WORLD_INPUT))
         panorama_settings: dict[str, Any] = {
-            "mode": "uploaded",
+            "mode": "uploaded" if request.panorama_upload_id else "source_world",
             "height": panorama.shape[0],
             "width": panorama.shape[1],
         }
+        if request.source_world_id:
+            panorama_settings["source_world_id"] = request.source_world_id
     else:
         with plan.timed(Stage.PANORAMA):
             result = _panorama(request, runtime, staged, inputs)

@@ -69,8 +69,9 @@ def resolve_precision(requested: Precision | str, device: torch.device) -> Preci
 def _auto(device: torch.device) -> PrecisionChoice:
     if device.type != "cuda":
         return PrecisionChoice(Precision.FP32, torch.float32, "CPU: float32 compute")
-    free, _total = torch.cuda.mem_get_info(device)
-    free_gib = free / GIB
+    from worldgen.models.runtime import available_gpu_bytes
+
+    free_gib = available_gpu_bytes(device) / GIB
     if free_gib >= _BF16_FULL_GIB:
         return PrecisionChoice(Precision.BF16, torch.bfloat16, f"{free_gib:.1f} GiB free: bf16 fits")
     if fp8_compute_supported(device):

@@ -111,3 +111,13 @@ def free_memory(device: torch.device) -> None:
 
 def default_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def available_gpu_bytes(device: torch.device) -> int:
+    """Memory this process may still take on `device`: the driver's free memory, bounded by a
+    per-process cap (`torch.cuda.set_per_process_memory_fraction`) if one is set."""
+    free, total = torch.cuda.mem_get_info(device)
+    getter = getattr(torch.cuda, "get_per_process_memory_fraction", None)
+    fraction = getter(device) if getter else 1.0
+    reserved, allocated = torch.cuda.memory_reserved(device), torch.cuda.memory_allocated(device)
+    return max(0, min(free + reserved - allocated, int(fraction * total) - allocated))

@@ -68,7 +68,9 @@ def choose_tile_rows(vae, h: int, w: int) -> int:
     """0 (full frame) if the decode fits the device's free memory, else a row-tile height."""
     if vae.device.type != "cuda":
         return 0
-    free, _ = torch.cuda.mem_get_info(vae.device)
+    from worldgen.models.runtime import available_gpu_bytes
+
+    free = available_gpu_bytes(vae.device)
     scale = (vae.config.block_out_channels[0] / 128) * (torch.finfo(vae.dtype).bits / 16)
     per_latent_row = _BYTES_PER_PIXEL_BF16 * scale * 64 * w
     if per_latent_row * h * 1.2 < free:
