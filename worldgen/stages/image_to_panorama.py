@@ -14,13 +14,18 @@ import torch
 from worldgen.geometry.perspective import perspective_to_equirect
 from worldgen.models.flux import latents as L
 from worldgen.models.flux.lora import read_lora
-from worldgen.models.flux.sampler import SamplingSettings, denoise
 from worldgen.models.flux.text import encode_prompts
-from worldgen.models.flux.transformer import load_transformer
-from worldgen.models.flux.vae import decode, encode_sample, load_vae
+from worldgen.models.flux.vae import encode_sample, load_vae
 from worldgen.models.runtime import ModelRuntime
 from worldgen.progress import Progress
-from worldgen.stages.panorama import PanoramaResult, PanoramaSpec, effective_true_cfg, to_uint8, validate_spec
+from worldgen.stages.panorama import (
+    PanoramaResult,
+    PanoramaSpec,
+    describe,
+    effective_true_cfg,
+    generate,
+    validate_spec,
+)
 
 BASE_MODEL = "flux-fill"
 LORA = "lora-pano-image"
@@ -79,42 +84,18 @@ def image_to_panorama(
     condition = torch.cat(
         [masked_latents.to(runtime.dtype), L.patchify_mask(mask_t).to(masked_latents.device, runtime.dtype)], dim=1
     )
-    settings = SamplingSettings(
-        steps=spec.steps,
-        guidance=spec.guidance,
-        true_cfg=true_cfg,
-        seam_extend=L.SEAM_EXTEND if spec.seam else 0,
-        step_cache=spec.step_cache,
+    image = generate(
+        runtime,
+        BASE_MODEL,
+        spec,
+        noise,
+        embeddings[0],
+        embeddings[1] if use_negative else None,
+        true_cfg,
+        [lora],
+        progress,
+        condition=condition,
     )
-    progress.update("loading_models", 0.5, "transformer")
-
-    def load():
-        return load_transformer(repo, device=runtime.device, precision=runtime.precision, fuse=[lora])
-
-    with runtime.hold(f"{BASE_MODEL}:transformer", "flux-transformer", load) as transformer:
-        from diffusers import FlowMatchEulerDiscreteScheduler
-
-        scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(repo / "scheduler")
-        latents = denoise(
-            transformer, scheduler, noise, embeddings[0], settings,
-            negative=embeddings[1] if use_negative else None, condition=condition, progress=progress,
-        )  # fmt: skip
-    progress.check()
-    with runtime.hold(f"{BASE_MODEL}:vae", "vae", lambda: load_vae(repo, runtime.device, runtime.dtype)) as vae:
-        decoded = decode(vae, latents, seam=spec.seam)
     return PanoramaResult(
-        image=to_uint8(decoded),
-        seed=spec.seed,
-        settings={
-            "mode": "image",
-            "height": spec.height,
-            "width": spec.width,
-            "steps": spec.steps,
-            "guidance": spec.guidance,
-            "true_cfg_scale": true_cfg,
-            "seam": spec.seam,
-            "step_cache": spec.step_cache,
-            "lora": LORA,
-            "fov_degrees": FOV_DEGREES,
-        },
+        image=image, seed=spec.seed, settings=describe(spec, "image", true_cfg, LORA, fov_degrees=FOV_DEGREES)
     )

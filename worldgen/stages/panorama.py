@@ -92,3 +92,63 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 def effective_true_cfg(spec: PanoramaSpec, default: float) -> float:
     return default if spec.true_cfg_scale is None else spec.true_cfg_scale
+
+
+def generate(
+    runtime,  # type: ignore[no-untyped-def]
+    model: str,
+    spec: PanoramaSpec,
+    noise: torch.Tensor,
+    text,  # type: ignore[no-untyped-def]
+    negative,  # type: ignore[no-untyped-def]
+    true_cfg: float,
+    loras: list,  # type: ignore[type-arg]
+    progress,  # type: ignore[no-untyped-def]
+    condition: torch.Tensor | None = None,
+) -> np.ndarray:
+    """The part both panorama stages share: load the transformer (LoRAs fused while it streams
+    in), sample with the seam handling, free it, decode with the seam-aware VAE."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from worldgen.models.flux import latents as L
+    from worldgen.models.flux.sampler import SamplingSettings, denoise
+    from worldgen.models.flux.transformer import load_transformer
+    from worldgen.models.flux.vae import decode, load_vae
+
+    repo = runtime.path(model)
+    settings = SamplingSettings(
+        steps=spec.steps,
+        guidance=spec.guidance,
+        true_cfg=true_cfg,
+        seam_extend=L.SEAM_EXTEND if spec.seam else 0,
+        step_cache=spec.step_cache,
+    )
+    progress.update("loading_models", 0.5, "transformer")
+
+    def load():  # type: ignore[no-untyped-def]
+        return load_transformer(repo, device=runtime.device, precision=runtime.precision, fuse=loras)
+
+    with runtime.hold(f"{model}:transformer", "flux-transformer", load) as transformer:
+        scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(repo / "scheduler")
+        latents = denoise(
+            transformer, scheduler, noise, text, settings, negative=negative, condition=condition, progress=progress
+        )
+    progress.check()
+    with runtime.hold(f"{model}:vae", "vae", lambda: load_vae(repo, runtime.device, runtime.dtype)) as vae:
+        return to_uint8(decode(vae, latents, seam=spec.seam))
+
+
+def describe(spec: PanoramaSpec, mode: str, true_cfg: float, lora: str, **extra: object) -> dict[str, object]:
+    """The settings recorded in the manifest."""
+    return {
+        "mode": mode,
+        "height": spec.height,
+        "width": spec.width,
+        "steps": spec.steps,
+        "guidance": spec.guidance,
+        "true_cfg_scale": true_cfg,
+        "seam": spec.seam,
+        "step_cache": spec.step_cache,
+        "lora": lora,
+        **extra,
+    }

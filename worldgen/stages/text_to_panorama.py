@@ -8,14 +8,18 @@ from __future__ import annotations
 
 from worldgen.models.flux import latents as L
 from worldgen.models.flux.lora import read_lora
-from worldgen.models.flux.sampler import SamplingSettings, denoise
 from worldgen.models.flux.text import encode_prompts
-from worldgen.models.flux.transformer import load_transformer
-from worldgen.models.flux.vae import decode, load_vae
 from worldgen.models.prepared import prepared_loras
 from worldgen.models.runtime import ModelRuntime
 from worldgen.progress import Progress
-from worldgen.stages.panorama import PanoramaResult, PanoramaSpec, effective_true_cfg, to_uint8, validate_spec
+from worldgen.stages.panorama import (
+    PanoramaResult,
+    PanoramaSpec,
+    describe,
+    effective_true_cfg,
+    generate,
+    validate_spec,
+)
 
 BASE_MODEL = "flux-dev"
 LORA = "lora-pano-text"
@@ -37,48 +41,18 @@ def text_to_panorama(runtime: ModelRuntime, spec: PanoramaSpec, progress: Progre
     progress.update("loading_models", 0.0, "text encoders")
     prompts = [spec.prompt, spec.negative_prompt] if use_negative else [spec.prompt]
     embeddings = encode_prompts(runtime, BASE_MODEL, prompts, progress)
-    settings = SamplingSettings(
-        steps=spec.steps,
-        guidance=spec.guidance,
-        true_cfg=true_cfg,
-        seam_extend=L.SEAM_EXTEND if spec.seam else 0,
-        step_cache=spec.step_cache,
+    progress.check()
+    image = generate(
+        runtime,
+        BASE_MODEL,
+        spec,
+        noise,
+        embeddings[0],
+        embeddings[1] if use_negative else None,
+        true_cfg,
+        loras,
+        progress,
     )
-    progress.check()
-    progress.update("loading_models", 0.5, "transformer")
-
-    def load():
-        return load_transformer(repo, device=runtime.device, precision=runtime.precision, fuse=loras)
-
-    with runtime.hold(f"{BASE_MODEL}:transformer", "flux-transformer", load) as transformer:
-        from diffusers import FlowMatchEulerDiscreteScheduler
-
-        scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(repo / "scheduler")
-        latents = denoise(
-            transformer,
-            scheduler,
-            noise,
-            embeddings[0],
-            settings,
-            negative=embeddings[1] if use_negative else None,
-            progress=progress,
-        )
-    progress.check()
-    with runtime.hold(f"{BASE_MODEL}:vae", "vae", lambda: load_vae(repo, runtime.device, runtime.dtype)) as vae:
-        image = decode(vae, latents, seam=spec.seam)
     return PanoramaResult(
-        image=to_uint8(image),
-        seed=spec.seed,
-        settings={
-            "mode": "text",
-            "height": spec.height,
-            "width": spec.width,
-            "steps": spec.steps,
-            "guidance": spec.guidance,
-            "true_cfg_scale": true_cfg,
-            "seam": spec.seam,
-            "step_cache": spec.step_cache,
-            "lora": LORA,
-            "lora_prefused": not loras,
-        },
+        image=image, seed=spec.seed, settings=describe(spec, "text", true_cfg, LORA, lora_prefused=not loras)
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from worldgen.models.tiny.random import randomize
 from worldgen.models.tiny.tokenizers import write_clip_tokenizer, write_t5_tokenizer
 
 # Real FLUX.1-dev scheduler configuration (scheduler/scheduler_config.json).
@@ -89,18 +90,6 @@ def _seeded(seed: int, salt: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + salt)
 
 
-def _randomise(module: torch.nn.Module, generator: torch.Generator, std: float = 0.05) -> None:
-    """Deterministic random weights independent of torch's global RNG and of init order."""
-    with torch.no_grad():
-        for name, param in sorted(module.named_parameters()):
-            if name.endswith("bias"):
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.01)
-            elif "norm" in name and param.ndim == 1:
-                param.copy_(1.0 + torch.randn(param.shape, generator=generator) * 0.05)
-            else:
-                param.copy_(torch.randn(param.shape, generator=generator) * std)
-
-
 def write_flux_folder(folder: Path, *, fill: bool, seed: int) -> None:
     """Write one complete FLUX diffusers folder (dev or Fill)."""
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
@@ -116,11 +105,11 @@ def write_flux_folder(folder: Path, *, fill: bool, seed: int) -> None:
     t5_vocab = write_t5_tokenizer(folder / "tokenizer_2")
 
     transformer = FluxTransformer2DModel(**tiny_transformer_config(384 if fill else 64, 64 if fill else None))
-    _randomise(transformer, _seeded(seed, 1 + int(fill)))
+    randomize(transformer, _seeded(seed, 1 + int(fill)))
     transformer.to(WEIGHT_DTYPE).save_pretrained(folder / "transformer")
 
     vae = AutoencoderKL(**tiny_vae_config())
-    _randomise(vae, _seeded(seed, 3), std=0.2)
+    randomize(vae, _seeded(seed, 3), std=0.2)
     vae.to(WEIGHT_DTYPE).save_pretrained(folder / "vae")
 
     clip = CLIPTextModel(
@@ -138,7 +127,7 @@ def write_flux_folder(folder: Path, *, fill: bool, seed: int) -> None:
             pad_token_id=1,
         )
     )
-    _randomise(clip, _seeded(seed, 4), std=0.2)
+    randomize(clip, _seeded(seed, 4), std=0.2)
     clip.to(WEIGHT_DTYPE).save_pretrained(folder / "text_encoder")
 
     t5 = T5EncoderModel(
@@ -156,5 +145,5 @@ def write_flux_folder(folder: Path, *, fill: bool, seed: int) -> None:
             is_encoder_decoder=True,
         )
     )
-    _randomise(t5, _seeded(seed, 5), std=0.2)
+    randomize(t5, _seeded(seed, 5), std=0.2)
     t5.to(WEIGHT_DTYPE).save_pretrained(folder / "text_encoder_2")

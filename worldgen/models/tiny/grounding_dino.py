@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from worldgen.models.tiny.random import randomize
+
 WORDS = ("sky", "tree", "trees", "chair", "table", "house", "building", "car", "person", "lamp", "plant", "rock")
 
 
@@ -65,14 +67,7 @@ def write_grounding_dino(folder: Path, generator: torch.Generator) -> None:
         max_text_len=256,
     )
     model = GroundingDinoForObjectDetection(config)
-    with torch.no_grad():
-        for name, param in sorted(model.named_parameters()):
-            if param.ndim == 1 and ("norm" in name or "layernorm" in name):
-                param.copy_(1 + torch.randn(param.shape, generator=generator) * 0.05)
-            elif name.endswith("bias"):
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.01)
-            else:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
+    randomize(model, generator)
     model.save_pretrained(folder)
     # The published repository's files: preprocessor_config.json, tokenizer files, vocab.txt.
     GroundingDinoImageProcessor().save_pretrained(folder)

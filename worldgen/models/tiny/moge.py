@@ -14,6 +14,7 @@ import torch
 from worldgen.models.moge.checkpoint import to_reference
 from worldgen.models.moge.inference import focal_from_fov
 from worldgen.models.moge.model import MoGeConfig, MoGeModel
+from worldgen.models.tiny.random import randomize
 from worldgen.models.tiny.serialization import save_deterministic
 
 TINY_CONFIG = MoGeConfig(
@@ -31,14 +32,8 @@ TINY_CONFIG = MoGeConfig(
 
 def tiny_moge(generator: torch.Generator) -> MoGeModel:
     model = MoGeModel(TINY_CONFIG)
+    randomize(model, generator)
     with torch.no_grad():
-        for name, param in sorted(model.named_parameters()):
-            if name.endswith("bias"):
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.01)
-            elif param.ndim == 1:  # norms and layer scales
-                param.copy_(1 + torch.randn(param.shape, generator=generator) * 0.05)
-            else:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
         first, last = model.head.output_block[0][0], model.head.output_block[0][-1]
         channels = first.in_channels - 2  # the last two input channels are the UV map
         focal = focal_from_fov(90.0, 1.0)
