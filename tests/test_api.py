@@ -371,3 +371,20 @@ def test_bad_source_worlds(client: TestClient) -> None:
 def test_too_many_labels_and_long_labels(client: TestClient) -> None:
     error = assert_error(client.post("/v1/worlds", json={"prompt": "a", "labels_fg1": list("abcdefghi")}), 422)
     assert error["details"]["fields"][0]["field"] == "labels_fg1"
+
+
+def test_the_page_and_its_assets(client: TestClient, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from worldgen.api.routes import page
+
+    if not (page.STATIC / "index.html").is_file():
+        pytest.fail("the web page is not built: ./scripts/bootstrap builds it")
+    html = client.get("/")
+    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+    assert "/static/app.js" in html.text
+    script = client.get("/static/app.js")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    assert len(script.content) > 100_000  # three.js is bundled in
+    assert client.get("/static/missing.js").status_code == 404
+    monkeypatch.setattr(page, "STATIC", tmp_path / "unbuilt")
+    unbuilt = client.get("/")
+    assert unbuilt.status_code == 503 and "scripts/serve" in unbuilt.text

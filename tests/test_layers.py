@@ -117,6 +117,16 @@ def test_super_resolution_is_wrap_aware(tiny_models: Path) -> None:
     assert np.abs(np.roll(up, 80, axis=1).astype(int) - rolled.astype(int)).max() <= 1  # the seam is invisible
 
 
+def test_tiny_super_resolution_keeps_the_picture(tiny_models: Path) -> None:
+    """The twin upscales like a (noisy) SR model, so layer colours downstream mean something."""
+    model = load_esrgan(ModelRuntime.create(tiny_models, device="cpu", precision="fp32"))
+    image = gradient_rgb(64, 128)
+    up = upscale(model, image).astype(float)
+    bilinear = np.asarray(Image.fromarray(image).resize((256, 128), Image.BILINEAR), float)
+    assert np.corrcoef(up.ravel(), bilinear.ravel())[0, 1] > 0.8
+    assert np.abs(up.mean(axis=(0, 1)) - bilinear.mean(axis=(0, 1))).max() < 30
+
+
 def test_adapters_switch_and_equal_peft(tiny_models: Path) -> None:
     from diffusers import FluxTransformer2DModel
     from diffusers.loaders import FluxLoraLoaderMixin

@@ -28,7 +28,8 @@ def _generate(*args: str) -> subprocess.CompletedProcess[str]:
 def test_text_to_world_cli(tiny_models: Path, tmp_path: Path) -> None:
     out = tmp_path / "world"
     result = _generate("a quiet bay", "--out", str(out), "--models-dir", str(tiny_models), "--steps", "2",
-                       "--height", "128", "--formats", "glb", "ply", "drc", "--seed", "5", "--single-layer")  # fmt: skip
+                       "--height", "128", "--formats", "glb", "ply", "drc", "--seed", "5",
+                       "--single-layer")  # fmt: skip
     assert result.returncode == 0, result.stderr
     expected = {"panorama.png", "distance.npy", "preview.jpg", "world.glb", "world_preview.glb", "mesh_layer0.ply",
                 "mesh_layer0.drc", "manifest.json"}  # fmt: skip
@@ -49,7 +50,8 @@ def test_from_panorama_and_distance_exact_geometry(tiny_models: Path, tmp_path: 
     np.save(tmp_path / "distance.npy", box_room(height, width))
     out = tmp_path / "out"
     result = _generate("--panorama", str(tmp_path / "pano.png"), "--distance", str(tmp_path / "distance.npy"),
-                       "--out", str(out), "--models-dir", str(tiny_models), "--no-depth-compression", "--single-layer")  # fmt: skip
+                       "--out", str(out), "--models-dir", str(tiny_models), "--no-depth-compression",
+                       "--single-layer")  # fmt: skip
     assert result.returncode == 0, result.stderr
     mesh = trimesh.load(out / "mesh_layer0.ply", process=False)
     wall = np.max(np.abs(mesh.vertices) / BOX, axis=1)

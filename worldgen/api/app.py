@@ -8,13 +8,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from worldgen import __version__
 from worldgen.api import errors
-from worldgen.api.routes import events, integrations, system, uploads, worlds
+from worldgen.api.routes import events, integrations, page, system, uploads, worlds
 from worldgen.api.state import AppState
 from worldgen.config import Settings, open_storage
 from worldgen.jobs.store import JobStore
+from worldgen.web import STATIC
 
 log = logging.getLogger("worldgen.api")
 
@@ -43,6 +45,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
 
     app = FastAPI(title="worldgen", version=__version__, lifespan=lifespan)
     errors.install(app)
-    for module in (worlds, uploads, events, integrations, system):
+    for module in (worlds, uploads, events, integrations, system, page):
         app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     return app

@@ -86,7 +86,7 @@ class Inpainter:
         generator = torch.Generator("cpu").manual_seed(self.seed)
         h, w = L.latent_size(height, width)
         noise = torch.randn((1, L.LATENT_CHANNELS, h, w), generator=generator, dtype=runtime.dtype)
-        pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1
+        pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 127.5 - 1
         mask_t = torch.from_numpy((mask > 0).astype(np.float32))[None, None]
         repo = runtime.path(BASE_MODEL)
         with runtime.hold(f"{BASE_MODEL}:vae", "vae", lambda: load_vae(repo, runtime.device, runtime.dtype)) as vae:
