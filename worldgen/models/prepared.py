@@ -54,7 +54,8 @@ def prepared_loras(repo: Path) -> list[str]:
     return json.loads(marker.read_text())["fused_loras"] if marker.is_file() else []
 
 
-def _shards(tensors: Iterator[tuple[str, torch.Tensor]], folder: Path) -> None:
+def write_shards(tensors: Iterator[tuple[str, torch.Tensor]], folder: Path) -> None:
+    """Stream (name, tensor) pairs into diffusers-style shards of about SHARD_BYTES plus the index."""
     folder.mkdir(parents=True, exist_ok=True)
     shard: dict[str, torch.Tensor] = {}
     size, names = 0, []
@@ -109,7 +110,7 @@ def prepare_transformer(repo: Path, target: Path, loras: list[Path]) -> None:
 
     target_folder = target / "transformer"
     shutil.rmtree(target_folder, ignore_errors=True)
-    _shards(tensors(), target_folder)
+    write_shards(tensors(), target_folder)
     shutil.copy2(source / "config.json", target_folder / "config.json")
 
 

@@ -33,6 +33,12 @@ TINY_CONFIG = MoGeConfig(
 def tiny_moge(generator: torch.Generator) -> MoGeModel:
     model = MoGeModel(TINY_CONFIG)
     randomize(model, generator)
+    return wire_points_to_uv(model)
+
+
+def wire_points_to_uv(model: MoGeModel) -> MoGeModel:
+    """Make a random-weight MoGe (any size) predict a noisy plane at depth ≈ 1 with mostly valid
+    pixels, so fusion and meshing downstream work on plausible geometry."""
     with torch.no_grad():
         first, last = model.head.output_block[0][0], model.head.output_block[0][-1]
         channels = first.in_channels - 2  # the last two input channels are the UV map
