@@ -7,7 +7,6 @@ enforces that, and it keeps the peak set for the manifest and for tests.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import time
 from collections.abc import Callable, Iterator
@@ -97,10 +96,19 @@ class ModelRuntime:
 
 def release(model: object) -> None:
     """Drop a module's storage even if callers still hold a reference to the object."""
-    if isinstance(model, torch.nn.Module):
-        # Tensor subclasses that cannot move to meta are freed by the collector instead.
-        with contextlib.suppress(RuntimeError, NotImplementedError, TypeError):
-            model.to_empty(device=torch.device("meta"))
+    if not isinstance(model, torch.nn.Module):
+        return
+    try:
+        model.to_empty(device=torch.device("meta"))
+        return
+    except (RuntimeError, NotImplementedError, TypeError):
+        pass
+    # Tensor subclasses (torchao's fp8 weights) cannot move to meta. Left to the collector, a
+    # module in a reference cycle (cache hooks) kept them on the GPU until the next collection,
+    # i.e. through the whole next stage; so the module lets go of them here.
+    for module in model.modules():
+        module._parameters.clear()
+        module._buffers.clear()
 
 
 def free_memory(device: torch.device) -> None:
@@ -116,8 +124,9 @@ def default_device() -> torch.device:
 def available_gpu_bytes(device: torch.device) -> int:
     """Memory this process may still take on `device`: the driver's free memory, bounded by a
     per-process cap (`torch.cuda.set_per_process_memory_fraction`) if one is set."""
-    free, total = torch.cuda.mem_get_info(device)
+    index = device.index if device.index is not None else torch.cuda.current_device()  # "cuda" has none
+    free, total = torch.cuda.mem_get_info(index)
     getter = getattr(torch.cuda, "get_per_process_memory_fraction", None)
-    fraction = getter(device) if getter else 1.0
-    reserved, allocated = torch.cuda.memory_reserved(device), torch.cuda.memory_allocated(device)
+    fraction = getter(index) if getter else 1.0
+    reserved, allocated = torch.cuda.memory_reserved(index), torch.cuda.memory_allocated(index)
     return max(0, min(free + reserved - allocated, int(fraction * total) - allocated))

@@ -35,8 +35,11 @@ def enable_step_cache(transformer, name: str, steps: int) -> None:
     """Attach a diffusers cache hook to `transformer` (reset if one is attached already).
 
     first-block: skip the remaining blocks while the first block's residual changes < 5 %.
-    taylorseer: full steps every 5th step after the first 3 (and the last 3), Taylor-extrapolated
-    features in between: a fixed, predictable saving.
+    taylorseer: full steps every 5th step after the first 3 (and the last 3); in between every
+    block is skipped and the transformer's output is Taylor-extrapolated (diffusers' lite mode): a
+    fixed, predictable saving with O(output) state. The default TaylorSeer (attention outputs of all
+    57 blocks) keeps ~5 GiB per guidance branch at 960×1920 and still runs every MLP: measured
+    slower and out of a 22 GiB budget with true CFG (bench/RESULTS.md).
     """
     from diffusers.hooks import FirstBlockCacheConfig, TaylorSeerCacheConfig
 
@@ -48,7 +51,9 @@ def enable_step_cache(transformer, name: str, steps: int) -> None:
         transformer.enable_cache(FirstBlockCacheConfig(threshold=0.05))
     elif name == "taylorseer":
         transformer.enable_cache(
-            TaylorSeerCacheConfig(cache_interval=5, disable_cache_before_step=3, disable_cache_after_step=steps - 3)
+            TaylorSeerCacheConfig(
+                cache_interval=5, disable_cache_before_step=3, disable_cache_after_step=steps - 3, use_lite_mode=True
+            )
         )
 
 
