@@ -61,6 +61,18 @@ CLIP_L = {
 }
 
 
+# ZIM's encoder trunk is SAM ViT-L-sized: 1024 wide, 24 blocks, windows of 14, global attention
+# in blocks 5/11/17/23, neck to 256 channels (transformers' SamVisionConfig fields).
+SAM_VIT_L = {
+    "hidden_size": 1024,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "global_attn_indexes": [5, 11, 17, 23],
+    "output_channels": 256,
+    "image_size": 1024,
+}
+
+
 def randomize_(module: torch.nn.Module, std: float = 0.02) -> torch.nn.Module:
     """Random values in place (normal for matrices, ones for norms, zeros for biases)."""
     with torch.no_grad():

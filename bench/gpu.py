@@ -1,6 +1,6 @@
 """The whole layered world at full model size on a GPU: random weights, worldgen's own loaders.
 
-    python bench/gpu.py all --dir /tmp/wg-full --out-dir OUT --runs fp8+taylorseer fp8@panorama --vram-cap-gib 22
+    python bench/gpu.py all --dir /tmp/wg-full --out-dir OUT --runs auto+taylorseer auto@panorama --vram-cap-gib 22
     python bench/gpu.py prepare --dir /tmp/wg-full          # the model set only
     python bench/gpu.py world --dir /tmp/wg-full --precision fp8 --out OUT/fp8.json
 
@@ -125,19 +125,12 @@ def _link_tree(source: Path, target: Path) -> None:
 
 
 def _zim_sized_encoder() -> torch.nn.Module:
-    """ZIM's encoder interface on a SAM ViT-L-sized trunk (1024 wide, 24 blocks, windows of 14,
-    global attention in blocks 5/11/17/23, neck to 256); the D0–D2 features by transposed convs."""
+    """ZIM's encoder interface on a SAM ViT-L-sized trunk (`full_size.SAM_VIT_L`); the D0–D2
+    features by transposed convs."""
     from transformers import SamVisionConfig
     from transformers.models.sam.modeling_sam import SamVisionEncoder
 
-    config = SamVisionConfig(
-        hidden_size=1024,
-        num_hidden_layers=24,
-        num_attention_heads=16,
-        global_attn_indexes=[5, 11, 17, 23],
-        output_channels=256,
-        image_size=1024,
-    )
+    config = SamVisionConfig(**full_size.SAM_VIT_L)
 
     class Encoder(torch.nn.Module):
         def __init__(self) -> None:
@@ -490,19 +483,22 @@ def row(result: dict[str, Any]) -> str:
 
 
 def main() -> None:
+    from worldgen.limits import PRECISION_MODES, STEP_CACHES
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["prepare", "world", "all", "zim-encoder"])
     parser.add_argument("--dir", type=Path, required=True, help="model set (written by prepare)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/wg-bench-work"), help="world outputs")
     parser.add_argument("--out", type=Path, help="world: the JSON result")
     parser.add_argument("--out-dir", type=Path, help="all: results directory")
-    parser.add_argument("--runs", nargs="+", default=["fp8+taylorseer", "fp8@panorama", "fp8-storage", "bf16"],
-                        help="all: MODE[+CACHE][@panorama] each, in this order")  # fmt: skip
+    runs = ["auto+taylorseer", "auto@panorama", "fp8-storage+taylorseer@panorama", "bf16@panorama"]
+    parser.add_argument("--runs", nargs="+", type=parse_run, default=[parse_run(r) for r in runs],
+                        help=f"all: MODE[+CACHE][@panorama] each, in order (default: {' '.join(runs)})")  # fmt: skip
     parser.add_argument(
         "--until", choices=["panorama", "world"], default="world", help="world: stop after the panorama"
     )
-    parser.add_argument("--precision", default="auto")
-    parser.add_argument("--step-cache", default="off")
+    parser.add_argument("--precision", default="auto", choices=PRECISION_MODES)
+    parser.add_argument("--step-cache", default="off", choices=STEP_CACHES)
     parser.add_argument("--vram-cap-gib", type=float, default=None)
     parser.add_argument("--height", type=int, default=960)
     parser.add_argument("--steps", type=int, default=50)
@@ -534,8 +530,7 @@ def main() -> None:
         results: list[dict[str, Any]] = []
         effects: dict[str, dict[str, float]] = {}
         table: list[str] = []
-        for spec in args.runs:
-            mode, cache, until = parse_run(spec)
+        for mode, cache, until in args.runs:
             target = out_dir / f"world-{mode}-{cache}-{until}.json"
             command = [sys.executable, __file__, "world", "--dir", str(args.dir), "--work", str(args.work),
                        "--precision", mode, "--step-cache", cache, "--until", until, "--out", str(target),
@@ -560,9 +555,17 @@ def main() -> None:
 
 def parse_run(spec: str) -> tuple[str, str, str]:
     """`MODE[+CACHE][@panorama]`, e.g. `fp8+taylorseer`, `fp8@panorama` (the panorama stage only)."""
-    spec, _, until = spec.partition("@")
-    mode, _, cache = spec.partition("+")
-    return mode, cache or "off", until or "world"
+    from worldgen.limits import PRECISION_MODES, STEP_CACHES
+
+    text, _, until = spec.partition("@")
+    mode, _, cache = text.partition("+")
+    cache, until = cache or "off", until or "world"
+    if mode not in PRECISION_MODES or cache not in STEP_CACHES or until not in ("world", "panorama"):
+        raise argparse.ArgumentTypeError(
+            f"bad run {spec!r}: MODE[+CACHE][@panorama] with MODE in {', '.join(PRECISION_MODES)} "
+            f"and CACHE in {', '.join(STEP_CACHES)}"
+        )
+    return mode, cache, until
 
 
 def step_cache_effects(work: Path, results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:

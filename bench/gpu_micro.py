@@ -171,14 +171,7 @@ def sam_vit_l_encoder(device: torch.device) -> dict:
     from transformers.models.sam.modeling_sam import SamVisionEncoder
 
     reset()
-    config = SamVisionConfig(
-        hidden_size=1024,
-        num_hidden_layers=24,
-        num_attention_heads=16,
-        global_attn_indexes=[5, 11, 17, 23],
-        output_channels=256,
-        image_size=1024,
-    )
+    config = SamVisionConfig(**full_size.SAM_VIT_L)
     encoder = full_size.on_device(lambda: SamVisionEncoder(config), device, torch.bfloat16)
     image = torch.randn(1, 3, 1024, 1024, device=device, dtype=torch.bfloat16)
     with torch.no_grad():

@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
 import numpy as np
 
 from worldgen.geometry.sphere import panorama_rays
@@ -26,3 +36,38 @@ def boundary_edges(faces: np.ndarray) -> np.ndarray:
     edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]).astype(np.int64), axis=1)
     unique, counts = np.unique(edges, axis=0, return_counts=True)
     return unique[counts == 1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def running_service(data: Path, models: Path) -> Iterator[str]:
+    """`worldgen serve` in a subprocess on its embedded default; yields its URL once ready."""
+    port = free_port()
+    env = {**os.environ, "WORLDGEN_DATA_DIR": str(data), "WORLDGEN_MODELS_DIR": str(models)}
+    log = (data / "serve.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worldgen", "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    else:
+        process.kill()
+        log.close()
+        raise AssertionError((data / "serve.log").read_text())
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+        log.close()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,37 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.helpers import running_service
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_models: Path) -> Iterator[str]:
-    data = tmp_path_factory.mktemp("service")
-    port = free_port()
-    env = {**os.environ, "WORLDGEN_DATA_DIR": str(data), "WORLDGEN_MODELS_DIR": str(tiny_models)}
-    log = (data / "serve.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "worldgen", "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    else:
-        process.kill()
-        raise AssertionError((data / "serve.log").read_text())
-    yield url
-    process.terminate()
-    process.wait(30)
-    log.close()
+    with running_service(tmp_path_factory.mktemp("service"), tiny_models) as url:
+        yield url
 
 
 def cli(*args: str, server: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:

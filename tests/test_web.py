@@ -4,11 +4,7 @@
 from __future__ import annotations
 
 import io
-import os
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.test_e2e_service import free_port
+from tests.helpers import running_service
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts" / "web"
@@ -36,24 +32,8 @@ FLAGS = [
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_models: Path) -> Iterator[str]:
     assert (ROOT / "worldgen/web/static/app.js").is_file(), "build the page first: npm --prefix web run build"
-    data = tmp_path_factory.mktemp("web")
-    port = free_port()
-    env = {**os.environ, "WORLDGEN_DATA_DIR": str(data), "WORLDGEN_MODELS_DIR": str(tiny_models)}
-    log = (data / "serve.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "worldgen", "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    yield url
-    process.terminate()
-    process.wait(30)
-    log.close()
+    with running_service(tmp_path_factory.mktemp("web"), tiny_models) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

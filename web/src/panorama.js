@@ -1,5 +1,6 @@
 // The panorama on the inside of a sphere; drag to look around.
 import * as THREE from "three";
+import { fitToCanvas } from "./viewport.js";
 
 export class PanoramaViewer {
   constructor(canvas) {
@@ -35,12 +36,7 @@ export class PanoramaViewer {
   }
 
   render() {
-    const { clientWidth: width, clientHeight: height } = this.canvas;
-    if (width && height) {
-      this.renderer.setSize(width, height, false);
-      this.camera.aspect = width / height;
-      this.camera.updateProjectionMatrix();
-    }
+    fitToCanvas(this.renderer, this.camera, this.canvas);
     // The panorama's centre column sits at u = 0.5, which a three.js sphere maps to −x.
     const direction = new THREE.Vector3(
       -Math.cos(this.pitch) * Math.cos(this.yaw), Math.sin(this.pitch), -Math.cos(this.pitch) * Math.sin(this.yaw),

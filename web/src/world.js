@@ -2,6 +2,7 @@
 import * as THREE from "three";
 import { OrbitControls } from "three/examples/jsm/controls/OrbitControls.js";
 import { GLTFLoader } from "three/examples/jsm/loaders/GLTFLoader.js";
+import { fitToCanvas } from "./viewport.js";
 
 export class WorldViewer {
   constructor(canvas, toggles) {
@@ -80,12 +81,7 @@ export class WorldViewer {
   }
 
   render() {
-    const { clientWidth: width, clientHeight: height } = this.canvas;
-    if (width && height) {
-      this.renderer.setSize(width, height, false);
-      this.camera.aspect = width / height;
-      this.camera.updateProjectionMatrix();
-    }
+    fitToCanvas(this.renderer, this.camera, this.canvas);
     if (this.mode === "walk") {
       const { yaw, pitch } = this.look;
       const target = this.camera.position.clone().add(

@@ -176,32 +176,29 @@ class SageMakerDispatcher:
                 self._resolve_missing(job, name)
                 continue
             if status in ("Completed", "Failed", "Stopped"):
-                described = self.client.describe(name)
-                if described is not None:
-                    apply_status(
-                        self.store,
-                        self.storage,
-                        job,
-                        described.status,
-                        failure_reason=described.failure_reason,
-                        exit_message=described.exit_message,
-                    )
+                self._apply_described(job, name)  # the list has no failure reason or exit message
                 continue
             apply_status(self.store, self.storage, job, status)
+
+    def _apply_described(self, job: Job, name: str) -> bool:
+        """Describe the processing job and apply its status; False if SageMaker has no such job."""
+        described = self.client.describe(name)
+        if described is None:
+            return False
+        apply_status(
+            self.store,
+            self.storage,
+            job,
+            described.status,
+            failure_reason=described.failure_reason,
+            exit_message=described.exit_message,
+        )
+        return True
 
     def _resolve_missing(self, job: Job, name: str) -> None:
         """A job we think we submitted but SageMaker does not list: look it up by name; if it
         really does not exist, send the same request again (same name, so never a duplicate)."""
-        described = self.client.describe(name)
-        if described is not None:
-            apply_status(
-                self.store,
-                self.storage,
-                job,
-                described.status,
-                failure_reason=described.failure_reason,
-                exit_message=described.exit_message,
-            )
+        if self._apply_described(job, name):
             return
         if job.status is JobStatus.CANCELING:
             self.store.transition(job.id, JobStatus.CANCELED, error_code="canceled", error_message="canceled")
