@@ -12,3 +12,5 @@ MAX_LABEL_CHARS = 64
 SEED_LIMIT = 2**32
 PRECISION_MODES = ("auto", "fp32", "bf16", "fp8-storage", "fp8")
 STEP_CACHES = ("off", "first-block", "taylorseer")
+VAE_MODES = ("full-frame", "reference")
+"""full-frame: the exact transform (default); reference: HunyuanWorld-1.0's tiled encode/decode, bit for bit."""

@@ -28,6 +28,7 @@ from worldgen.manifest import cost_estimate, file_entry, resources, versions
 from worldgen.models.runtime import ModelRuntime
 from worldgen.pipeline_inputs import SOURCE_WORLD_INPUT
 from worldgen.progress import Progress
+from worldgen.reference import behaviour
 from worldgen.request import WorldRequest
 from worldgen.stages.compose import compose_layers
 from worldgen.stages.depth import estimate_depth
@@ -169,6 +170,7 @@ def _world(
             steps=request.steps,
             seed=request.inpaint_seed,
             step_cache=request.step_cache,
+            vae_mode=request.vae_mode,
         )
         with plan.timed(Stage.LAYERS):
             images = decompose(runtime, panorama, layer_request, out_dir, staged)
@@ -216,6 +218,7 @@ def _write_manifest(
         "seed": request.seed,
         "panorama": panorama_settings,
         "precision": runtime.precision.as_dict(),
+        "behaviour": behaviour(request, runtime.precision.mode.value),
         "layers": [
             {"index": i, "name": m.name, "vertices": m.vertex_count, "faces": m.face_count}
             for i, m in enumerate(meshes)
@@ -278,6 +281,7 @@ def _panorama(request: WorldRequest, runtime: ModelRuntime, progress: Progress, 
         guidance=request.guidance,
         true_cfg_scale=request.true_cfg_scale,
         step_cache=request.step_cache,
+        vae_mode=request.vae_mode,
     )
     if request.image_upload_id:
         photo = np.asarray(Image.open(inputs.upload(request.image_upload_id)).convert("RGB"))

@@ -27,6 +27,7 @@ from worldgen.limits import (
 
 Precision = Literal["auto", "fp32", "bf16", "fp8-storage", "fp8"]
 StepCache = Literal["off", "first-block", "taylorseer"]
+VaeMode = Literal["full-frame", "reference"]
 
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_LABEL_CHARS)]
 MAX_OBJECTS = 16
@@ -96,6 +97,10 @@ class WorldRequest(BaseModel):
     steps: int = Field(50, ge=1, le=MAX_STEPS)
     guidance: float = Field(30.0, ge=0, le=100)
     step_cache: StepCache = "off"
+    vae_mode: VaeMode = Field(
+        "full-frame",
+        description="full-frame: exact VAE encode/decode; reference: HunyuanWorld-1.0's tiled VAE, bit for bit.",
+    )
     image_upload_id: str | None = Field(None, description="A photo to outpaint into the panorama (POST /v1/uploads).")
     panorama_upload_id: str | None = Field(None, description="Use this 2:1 panorama instead of generating one.")
     distance_upload_id: str | None = Field(

@@ -20,6 +20,11 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--true-cfg-scale", type=float, default=None)
     parser.add_argument("--step-cache", default="off", help="off | first-block | taylorseer")
     parser.add_argument("--precision", default="auto", help="auto | fp32 | bf16 | fp8-storage | fp8")
+    parser.add_argument(
+        "--vae-mode",
+        default="full-frame",
+        help="full-frame (exact, default) | reference (HunyuanWorld-1.0's tiled VAE, bit for bit)",
+    )
     parser.add_argument("--scene", default="outdoor", help="outdoor | indoor")
     parser.add_argument("--labels-fg1", nargs="*", default=[], help="object labels of the first foreground layer")
     parser.add_argument("--labels-fg2", nargs="*", default=[], help="object labels of the second foreground layer")
@@ -48,6 +53,7 @@ def request_from_args(args: argparse.Namespace, **extra: object) -> WorldRequest
         "true_cfg_scale": args.true_cfg_scale,
         "step_cache": args.step_cache,
         "precision": args.precision,
+        "vae_mode": args.vae_mode,
         "scene": args.scene,
         "labels_fg1": args.labels_fg1,
         "labels_fg2": args.labels_fg2,

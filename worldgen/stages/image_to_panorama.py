@@ -1,8 +1,10 @@
 """Image → 360° panorama: FLUX.1-Fill-dev with the PanoDiT-Image LoRA fused in.
 
 The photo is placed at 80° FOV in the middle of an empty equirect canvas and the rest is
-outpainted with true CFG 2.0. Random draws follow the reference: one CPU generator, first the
-noise, then the VAE posterior sample of the masked image.
+outpainted with true CFG 2.0. Random draws follow the reference: one CPU generator, drawn from
+three times, each (B, 16, H/8, W/8): the VAE posterior sample of the placed canvas (mixed in with
+weight 0 at strength 1, so only its draw is taken), then the noise, then the posterior sample of
+the masked canvas.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from worldgen.geometry.perspective import perspective_to_equirect
 from worldgen.models.flux import latents as L
 from worldgen.models.flux.lora import read_lora
 from worldgen.models.flux.text import encode_prompts
-from worldgen.models.flux.vae import encode_sample, load_vae
+from worldgen.models.flux.vae import encode_sample, image_tensor, load_vae, mask_tensor, skip_posterior_draw
 from worldgen.models.runtime import ModelRuntime
 from worldgen.progress import Progress
 from worldgen.stages.panorama import (
@@ -69,22 +71,22 @@ def image_to_panorama(
     negative = f"{NEGATIVE_PREFIX}, {spec.negative_prompt}"
 
     canvas, mask = place_input(photo, spec.height, spec.width)
-    generator = torch.Generator("cpu").manual_seed(spec.seed)
-    h, w = L.latent_size(spec.height, spec.width)
-    noise = torch.randn((1, L.LATENT_CHANNELS, h, w), generator=generator, dtype=runtime.dtype)
-
     progress.update("loading_models", 0.0, "text encoders")
     embeddings = encode_prompts(runtime, BASE_MODEL, [prompt, negative] if use_negative else [prompt], progress)
-    image = torch.from_numpy(canvas).permute(2, 0, 1)[None].float() / 127.5 - 1
-    mask_t = torch.from_numpy(mask)[None, None].float()
+    image = image_tensor(canvas)
+    mask_t = mask_tensor(mask.astype(bool))
     masked = image * (1 - mask_t)
+    generator = torch.Generator("cpu").manual_seed(spec.seed)
+    h, w = L.latent_size(spec.height, spec.width)
     progress.check()
     with runtime.hold(f"{BASE_MODEL}:vae", "vae", lambda: load_vae(repo, runtime.device, runtime.dtype)) as vae:
-        masked_latents = encode_sample(vae, masked, generator)
+        skip_posterior_draw(vae, image, generator)  # draw 1
+        noise = torch.randn((1, L.LATENT_CHANNELS, h, w), generator=generator, dtype=runtime.dtype)  # draw 2
+        masked_latents = encode_sample(vae, masked, generator, mode=spec.vae_mode)  # draw 3
     condition = torch.cat(
         [masked_latents.to(runtime.dtype), L.patchify_mask(mask_t).to(masked_latents.device, runtime.dtype)], dim=1
     )
-    image = generate(
+    panorama = generate(
         runtime,
         BASE_MODEL,
         spec,
@@ -97,5 +99,5 @@ def image_to_panorama(
         condition=condition,
     )
     return PanoramaResult(
-        image=image, seed=spec.seed, settings=describe(spec, "image", true_cfg, LORA, fov_degrees=FOV_DEGREES)
+        image=panorama, seed=spec.seed, settings=describe(spec, "image", true_cfg, LORA, fov_degrees=FOV_DEGREES)
     )

@@ -21,7 +21,7 @@ from worldgen.models.flux.lora import read_lora
 from worldgen.models.flux.sampler import SamplingSettings, denoise
 from worldgen.models.flux.text import TextEmbeddings, encode_prompts
 from worldgen.models.flux.transformer import load_transformer
-from worldgen.models.flux.vae import decode, encode_sample, load_vae
+from worldgen.models.flux.vae import decode, encode_sample, image_tensor, load_vae, mask_tensor
 from worldgen.models.runtime import ModelRuntime
 from worldgen.progress import Progress
 from worldgen.stages.panorama import to_uint8
@@ -73,12 +73,15 @@ class Inpainter:
         steps: int,
         seed: int,
         step_cache: str,
+        vae_mode: str,
     ) -> None:
         self.runtime, self.transformer, self.adapters = runtime, transformer, adapters
         self.embeddings, self.steps, self.seed, self.step_cache = embeddings, steps, seed, step_cache
+        self.vae_mode = vae_mode
 
     def run(self, spec: InpaintPass, image: np.ndarray, mask: np.ndarray, progress: Progress) -> np.ndarray:
-        """Fill `mask` (H, W, 1 = generate) of `image` (H, W, 3) uint8; returns the new image."""
+        """Fill `mask` (H, W) of `image` (H, W, 3) uint8; returns the new image. The mask is bool
+        (True = generate) or uint8 grey levels, binarised at 0.5 like the reference's pipeline."""
         from diffusers import FlowMatchEulerDiscreteScheduler
 
         runtime = self.runtime
@@ -86,15 +89,19 @@ class Inpainter:
         generator = torch.Generator("cpu").manual_seed(self.seed)
         h, w = L.latent_size(height, width)
         noise = torch.randn((1, L.LATENT_CHANNELS, h, w), generator=generator, dtype=runtime.dtype)
-        pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 127.5 - 1
-        mask_t = torch.from_numpy((mask > 0).astype(np.float32))[None, None]
+        mask_t = mask_tensor(mask)
+        masked_pixels = image_tensor(np.ascontiguousarray(image)) * (1 - mask_t)
         repo = runtime.path(BASE_MODEL)
         with runtime.hold(f"{BASE_MODEL}:vae", "vae", lambda: load_vae(repo, runtime.device, runtime.dtype)) as vae:
-            masked = encode_sample(vae, pixels * (1 - mask_t), generator)
+            masked = encode_sample(vae, masked_pixels, generator, mode=self.vae_mode)
         condition = torch.cat([masked.to(runtime.dtype), L.patchify_mask(mask_t).to(masked.device, runtime.dtype)], 1)
         self.adapters.activate(spec.adapter)
         settings = SamplingSettings(
-            steps=self.steps, guidance=spec.guidance, true_cfg=spec.true_cfg, step_cache=self.step_cache
+            steps=self.steps,
+            guidance=spec.guidance,
+            true_cfg=spec.true_cfg,
+            step_cache=self.step_cache,
+            seam_blend_last_step=L.SEAM_BLEND_LAST_STEP_INPAINT,
         )
         scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(repo / "scheduler")
         latents = denoise(
@@ -109,7 +116,7 @@ class Inpainter:
             stage="layers",
         )
         with runtime.hold(f"{BASE_MODEL}:vae", "vae", lambda: load_vae(repo, runtime.device, runtime.dtype)) as vae:
-            return to_uint8(decode(vae, latents, seam=True))
+            return to_uint8(decode(vae, latents, seam=True, mode=self.vae_mode))
 
 
 @contextmanager
@@ -121,6 +128,7 @@ def inpainter(
     steps: int = 50,
     seed: int = INPAINT_SEED,
     step_cache: str = "off",
+    vae_mode: str = "full-frame",
 ) -> Iterator[Inpainter]:
     """Encode every pass's prompts, then keep one Fill transformer (with both adapters) resident."""
     texts = sorted({p.prompt for p in passes} | {p.negative for p in passes})
@@ -135,6 +143,6 @@ def inpainter(
     with runtime.hold(f"{BASE_MODEL}:transformer", "flux-transformer", load) as transformer:
         hooks = LoraAdapters(transformer, adapters, runtime.dtype)
         try:
-            yield Inpainter(runtime, transformer, hooks, embeddings, steps, seed, step_cache)
+            yield Inpainter(runtime, transformer, hooks, embeddings, steps, seed, step_cache, vae_mode)
         finally:
             hooks.remove()

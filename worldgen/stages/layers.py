@@ -33,6 +33,7 @@ class LayerRequest:
     steps: int = 50
     seed: int = 25
     step_cache: str = "off"
+    vae_mode: str = "full-frame"
 
     def wants(self, layer: str) -> bool:
         return bool(self.labels.get(layer) or self.objects.get(layer))
@@ -75,7 +76,13 @@ def decompose(
     if not passes:
         return result
     with inpainter(
-        runtime, passes, progress, steps=request.steps, seed=request.seed, step_cache=request.step_cache
+        runtime,
+        passes,
+        progress,
+        steps=request.steps,
+        seed=request.seed,
+        step_cache=request.step_cache,
+        vae_mode=request.vae_mode,
     ) as painter:
         current, current_sr = panorama, full_sr
         for index, layer in enumerate(("fg1", "fg2")):

@@ -16,7 +16,9 @@ from worldgen.limits import (
     MAX_STEPS,
     MIN_HEIGHT,
     STEP_CACHES,
+    VAE_MODES,
 )
+from worldgen.models.flux import latents as L
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class PanoramaSpec:
     """off | first-block | taylorseer: diffusers cache hooks, trading a little fidelity for speed."""
     seam: bool = True
     """Seam handling (latent extension + blending + wrapped decode). Off only to measure its effect."""
+    vae_mode: str = "full-frame"
+    """full-frame | reference: see `worldgen.models.flux.vae`."""
 
 
 @dataclass
@@ -67,6 +71,10 @@ def validate_spec(spec: PanoramaSpec) -> None:
             f"step_cache must be one of {', '.join(STEP_CACHES)}; got {spec.step_cache!r}",
             details={"field": "step_cache"},
         )
+    if spec.vae_mode not in VAE_MODES:
+        raise InvalidRequest(
+            f"vae_mode must be one of {', '.join(VAE_MODES)}; got {spec.vae_mode!r}", details={"field": "vae_mode"}
+        )
     if spec.true_cfg_scale is not None and not 0 <= spec.true_cfg_scale <= 20:
         raise InvalidRequest("true_cfg_scale must be 0..20", details={"field": "true_cfg_scale"})
 
@@ -85,8 +93,9 @@ def validate_size(height: int, width: int) -> None:
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """Decoded (1, 3, H, W) in [-1, 1] → (H, W, 3) uint8, rounded like diffusers' postprocess."""
-    array = (images[0].float() / 2 + 0.5).clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    """Decoded (1, 3, H, W) in [-1, 1] → (H, W, 3) uint8 like diffusers' postprocess: scaled to
+    [0, 1] in the images' own dtype, then rounded from float32."""
+    array = (images[0] / 2 + 0.5).clamp(0, 1).float().permute(1, 2, 0).cpu().numpy()
     return (array * 255).round().astype(np.uint8)
 
 
@@ -110,7 +119,6 @@ def generate(
     in), sample with the seam handling, free it, decode with the seam-aware VAE."""
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    from worldgen.models.flux import latents as L
     from worldgen.models.flux.sampler import SamplingSettings, denoise
     from worldgen.models.flux.transformer import load_transformer
     from worldgen.models.flux.vae import decode, load_vae
@@ -121,6 +129,7 @@ def generate(
         guidance=spec.guidance,
         true_cfg=true_cfg,
         seam_extend=L.SEAM_EXTEND if spec.seam else 0,
+        seam_blend_last_step=L.SEAM_BLEND_LAST_STEP_PANORAMA,
         step_cache=spec.step_cache,
     )
     progress.update("loading_models", 0.5, "transformer")
@@ -135,7 +144,7 @@ def generate(
         )
     progress.check()
     with runtime.hold(f"{model}:vae", "vae", lambda: load_vae(repo, runtime.device, runtime.dtype)) as vae:
-        return to_uint8(decode(vae, latents, seam=spec.seam))
+        return to_uint8(decode(vae, latents, seam=spec.seam, mode=spec.vae_mode))
 
 
 def describe(spec: PanoramaSpec, mode: str, true_cfg: float, lora: str, **extra: object) -> dict[str, object]:
@@ -149,6 +158,8 @@ def describe(spec: PanoramaSpec, mode: str, true_cfg: float, lora: str, **extra:
         "true_cfg_scale": true_cfg,
         "seam": spec.seam,
         "step_cache": spec.step_cache,
+        "vae_mode": spec.vae_mode,
+        "seam_blend_steps": f"0..{L.SEAM_BLEND_LAST_STEP_PANORAMA}",
         "lora": lora,
         **extra,
     }

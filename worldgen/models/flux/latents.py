@@ -14,10 +14,12 @@ LATENT_CHANNELS = 16
 VAE_SCALE = 8
 SEAM_EXTEND = 6
 """Latent columns appended on the right (the reference's `blend_extend`)."""
-SEAM_BLEND_LAST_STEP = 4
-"""Seam blending runs after the scheduler step at steps 0..4 inclusive: the reference loop tests
-`i <= early_steps` with `early_steps` defaulting to 4 in every released path (text, image and
-inpainting), so five early blends plus one final blend."""
+SEAM_BLEND_LAST_STEP_PANORAMA = 3
+"""Text → panorama and image → panorama blend the seam after the scheduler step at steps 0..3
+inclusive: both reference pipelines pass `early_steps=3` to the loop's `i <= early_steps` test."""
+SEAM_BLEND_LAST_STEP_INPAINT = 4
+"""Layer inpainting (Fill + PanoInpaint-Scene/Sky) blends after steps 0..4: the reference's Fill
+calls pass no `early_steps`, so the loop's default of 4 applies. Each pipeline adds one final blend."""
 
 
 def latent_size(height: int, width: int) -> tuple[int, int]:

@@ -18,15 +18,17 @@ from worldgen.models.flux.text import TextEmbeddings
 from worldgen.progress import Progress
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SamplingSettings:
+    seam_blend_last_step: int
+    """Blend the seam after steps 0..this one (the reference's `early_steps`: 3 for the panorama
+    pipelines, 4 for layer inpainting; see `latents`)."""
     steps: int = 50
     guidance: float = 30.0
     """Embedded guidance (FLUX-dev is guidance-distilled)."""
     true_cfg: float = 1.0
     """True classifier-free guidance; > 1 runs a second, negative pass per step."""
     seam_extend: int = L.SEAM_EXTEND
-    seam_blend_last_step: int = L.SEAM_BLEND_LAST_STEP
     step_cache: str = "off"
     """Step caching through diffusers' cache hooks: off | first-block | taylorseer (see STEP_CACHES)."""
 
