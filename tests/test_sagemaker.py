@@ -274,7 +274,7 @@ def test_quota_keeps_the_job_queued_then_submits(service) -> None:  # type: igno
     dispatcher.tick()
     queued = dispatcher.store.get(job["id"])
     assert queued.status is JobStatus.QUEUED and queued.attempt == 0 and queued.not_before is not None
-    assert any(w.startswith("quota:") for w in queued.warnings)
+    assert queued.message == "waiting: SageMaker quota: ResourceLimitExceeded: account-level service limit"
     dispatcher.tick()
     assert dispatcher.store.get(job["id"]).status is JobStatus.QUEUED  # still backing off
     dispatcher.store.set_fields(job["id"], not_before=utcnow() - timedelta(seconds=1))
@@ -346,6 +346,7 @@ def test_eventbridge_duplicates_and_out_of_order(service, tmp_path: Path) -> Non
                         headers={"X-Worldgen-Events-Secret": "nope"})  # fmt: skip
     assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "unauthorized"
     run_like_sagemaker(request, tmp_path / "ml")
+    set_state(name, "Completed")
     post = lambda body: client.post("/v1/integrations/sagemaker/events", json=body, headers=headers)  # noqa: E731
     first = post(_event(name, "Completed"))  # arrives before InProgress
     assert first.status_code == 202 and first.json()["status"] == "succeeded"
@@ -364,12 +365,17 @@ def test_eventbridge_failure_and_stop(service) -> None:  # type: ignore[no-untyp
     dispatcher.tick()
     names = {r["Tags"][0]["Value"]: r["ProcessingJobName"] for r in sent}
     post = lambda body: client.post("/v1/integrations/sagemaker/events", json=body, headers=headers)  # noqa: E731
+    set_state(names[failing["id"]], "InProgress")
     post(_event(names[failing["id"]], "InProgress"))
-    post(_event(names[failing["id"]], "Failed", FailureReason="OOM", ExitMessage="internal_error: CUDA out of memory"))
+    set_state(names[failing["id"]], "Failed", failure_reason="AlgorithmError",
+              exit_message="internal_error: CUDA out of memory")  # fmt: skip
+    post(_event(names[failing["id"]], "Failed"))
     post(_event(names[failing["id"]], "InProgress"))  # a late duplicate changes nothing
     failed = client.get(f"/v1/worlds/{failing['id']}").json()
     assert failed["status"] == "failed" and failed["error"]["code"] == "internal_error"
     client.post(f"/v1/worlds/{stopped['id']}/cancel")
+    set_state(names[stopped["id"]], "Stopping")
     post(_event(names[stopped["id"]], "Stopping"))
+    set_state(names[stopped["id"]], "Stopped")
     post(_event(names[stopped["id"]], "Stopped"))
     assert client.get(f"/v1/worlds/{stopped['id']}").json()["status"] == "canceled"

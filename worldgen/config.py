@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     sagemaker_max_runtime_seconds: int = Field(7200, ge=60, le=432000, description="MaxRuntimeInSeconds.")
     sagemaker_volume_gb: int | None = Field(None, ge=1, le=16384, description="Override the computed volume.")
     sagemaker_poll_seconds: float = Field(30.0, gt=0, description="Status poll interval.")
+    sagemaker_max_queue_seconds: float = Field(
+        6 * 3600, gt=0, description="How long a world waits for SageMaker quota or capacity before it fails."
+    )
     sagemaker_events_secret: str | None = Field(None, description="Shared secret of the EventBridge endpoint.")
     sagemaker_price_table: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_PRICES), description="USD per instance-hour, by instance type (JSON)."

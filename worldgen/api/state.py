@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 
 from worldgen.config import Settings
 from worldgen.jobs.store import JobStore
 from worldgen.storage.base import ArtifactStore
+
+if TYPE_CHECKING:
+    from worldgen.backends.sagemaker.client import SageMakerClient
 
 
 @dataclass
@@ -17,6 +21,8 @@ class AppState:
     store: JobStore
     storage: ArtifactStore
     backend: str
+    sagemaker: SageMakerClient | None = None
+    """Made on first use by the SageMaker events endpoint (to verify events)."""
 
 
 def app_state(request: Request) -> AppState:

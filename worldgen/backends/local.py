@@ -25,11 +25,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from worldgen.container.contract import MANIFEST_FILE, ROOT_ENV, ContainerPaths, parse_message
+from worldgen.container.contract import MANIFEST_FILE, ROOT_ENV, ContainerPaths, exit_failure
 from worldgen.container.progress_file import read_json, write_json_atomic
+from worldgen.jobs import lifecycle
 from worldgen.jobs.state import JobStatus, Stage
 from worldgen.jobs.store import Job, JobNotFound, JobStore, utcnow
 from worldgen.pipeline_inputs import SOURCE_WORLD_INPUT
+from worldgen.storage import keys
 from worldgen.storage.base import ArtifactStore
 
 log = logging.getLogger("worldgen.worker")
@@ -139,7 +141,7 @@ class LocalWorker:
                 container_command(), env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
             )
         self.store.set_fields(job.id, backend_ref=f"{self.host}:{process.pid}")
-        self.store.transition(job.id, JobStatus.RUNNING, expect=[JobStatus.STARTING])
+        lifecycle.mark_running(self.store, job.id)  # a cancel meanwhile: still supervised, then stopped
         returncode = self._supervise(job.id, process, paths, stop)
         self._conclude(job.id, returncode, paths, stopping=stop.is_set())
         shutil.rmtree(root, ignore_errors=True)
@@ -154,7 +156,7 @@ class LocalWorker:
         request = job.world_request
         if request.source_world_id:
             with (
-                self.storage.open(f"worlds/{request.source_world_id}/panorama.png") as source,
+                self.storage.open(keys.world_file(request.source_world_id, keys.PANORAMA)) as source,
                 (paths.uploads_dir / SOURCE_WORLD_INPUT).open("wb") as target,
             ):
                 shutil.copyfileobj(source, target)
@@ -198,25 +200,22 @@ class LocalWorker:
     def _conclude(self, job_id: str, returncode: int, paths: ContainerPaths, stopping: bool) -> None:
         job = self.store.get(job_id)
         if job.status is JobStatus.CANCELING:
-            self.store.transition(job_id, JobStatus.CANCELED, error_code="canceled", error_message="canceled")
+            lifecycle.finish_canceled(self.store, job_id)
             return
         if returncode != 0 and stopping:
             # The worker is shutting down: the job goes back to the queue, and this attempt is not counted.
-            self.store.requeue_or_fail(job_id, code="worker_stopped", message="worker shut down", refund=True)
+            lifecycle.retry_or_fail(self.store, job_id, "worker_stopped", "worker shut down", refund=True)
             return
         if returncode != 0:
-            text = paths.message_file.read_text() if paths.message_file.is_file() else ""
-            code, message = parse_message(text) if text else ("internal_error", f"exit status {returncode}")
-            self._finish_failed(job_id, code, message)
+            text = paths.message_file.read_text() if paths.message_file.is_file() else None
+            report = read_json(paths.progress_file) or {}
+            code, message = exit_failure(returncode, text, report.get("stage") or job.stage)
+            lifecycle.finish_failed(self.store, job_id, code, message)
             return
         self.store.record_progress(job_id, stage=Stage.UPLOAD.value, progress=job.progress, message="uploading")
         artifacts = self._upload(job_id, paths)
         manifest = json.loads(paths.manifest_file.read_text())
-        self.store.transition(
-            job_id, JobStatus.SUCCEEDED, expect=[JobStatus.RUNNING], progress=1.0, stage=Stage.UPLOAD.value,
-            message="done", artifacts=artifacts, timings=manifest.get("timings_s", {}),
-            warnings=list(dict.fromkeys([*job.warnings, *manifest.get("warnings", [])])),
-        )  # fmt: skip
+        lifecycle.finish_succeeded(self.store, job_id, artifacts, manifest)
         log.info("job %s: succeeded (%d artifacts)", job_id, len(artifacts))
 
     def _upload(self, job_id: str, paths: ContainerPaths) -> list[dict]:
@@ -224,7 +223,7 @@ class LocalWorker:
         names = [entry["name"] for entry in manifest["files"]] + [MANIFEST_FILE]
         artifacts = []
         for name in names:
-            info = self.storage.put_file(f"worlds/{job_id}/{name}", paths.output_dir / name)
+            info = self.storage.put_file(keys.world_file(job_id, name), paths.output_dir / name)
             artifacts.append(
                 {"name": name, "size": info.size, "sha256": info.sha256, "content_type": info.content_type}
             )
@@ -232,13 +231,9 @@ class LocalWorker:
 
     def _finish_failed(self, job_id: str, code: str, message: str) -> None:
         try:
-            job = self.store.get(job_id)
+            lifecycle.finish_failed(self.store, job_id, code, message)
         except JobNotFound:
             return
-        if job.status.terminal:
-            return
-        target = JobStatus.CANCELED if job.status is JobStatus.CANCELING else JobStatus.FAILED
-        self.store.transition(job_id, target, error_code=code, error_message=message[:4000])
 
     # ---- recovery and housekeeping ------------------------------------------------------------
 
@@ -258,7 +253,7 @@ class LocalWorker:
             if not (dead_here or stale):
                 continue
             self._kill_orphan(job)
-            self.store.requeue_or_fail(job.id, code="worker_lost", message=f"worker {job.worker_id} stopped responding")
+            lifecycle.retry_or_fail(self.store, job.id, "worker_lost", f"worker {job.worker_id} stopped responding")
             log.warning("job %s: worker %s lost; re-queued or failed", job.id, job.worker_id)
             recovered.append(job.id)
         return recovered
@@ -281,7 +276,7 @@ class LocalWorker:
         cutoff = utcnow() - timedelta(days=self.config.retention_days)
         removed = 0
         for job in self.store.expired_artifacts(cutoff):
-            self.storage.delete_prefix(f"worlds/{job.id}/")
+            self.storage.delete_prefix(keys.world_prefix(job.id))
             self.store.set_fields(job.id, artifacts_removed=True)
             removed += 1
         return removed
@@ -290,7 +285,7 @@ class LocalWorker:
         removed = 0
         for job in self.store.expired_artifacts(utcnow()):
             if job.deleted:
-                self.storage.delete_prefix(f"worlds/{job.id}/")
+                self.storage.delete_prefix(keys.world_prefix(job.id))
                 self.store.set_fields(job.id, artifacts_removed=True)
                 removed += 1
         return removed

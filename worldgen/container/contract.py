@@ -26,6 +26,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_CANCELED = 143
+EXIT_OOM_KILLED = 137
+"""128 + SIGKILL: what Docker and SageMaker report for a container the kernel's OOM killer ended."""
 
 
 @dataclass(frozen=True)
@@ -73,3 +75,21 @@ def parse_message(text: str) -> tuple[str, str]:
     if sep and code and code.replace("_", "").isalnum():
         return code, message
     return "internal_error", text.strip()
+
+
+def exit_failure(returncode: int, message: str | None, stage: str | None) -> tuple[str, str]:
+    """(code, message) of a container that exited with `returncode` != 0.
+
+    Its own 'code: message' wins. A container that wrote none was killed from outside before it
+    could: SIGKILL (−9 from Popen, 137 from Docker/SageMaker) is what the OOM killer sends, so it
+    is `out_of_memory`; any other signal is `killed`. Both name the stage it was in.
+    """
+    if message and message.strip():
+        return parse_message(message)
+    where = f" during {stage}" if stage else ""
+    if returncode in (-9, EXIT_OOM_KILLED):
+        return "out_of_memory", f"the job was killed (SIGKILL, exit 137){where}: most likely it ran out of memory"
+    if returncode < 0 or returncode > 128:
+        number = -returncode if returncode < 0 else returncode - 128
+        return "killed", f"the job was killed by signal {number}{where}"
+    return "internal_error", f"the job exited with status {returncode}{where} and no message"

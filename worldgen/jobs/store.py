@@ -369,11 +369,19 @@ class JobStore:
         return self._update(job_id, lambda job: None if job.deleted else {"deleted_at": utcnow()})
 
     def requeue_or_fail(
-        self, job_id: str, *, code: str, message: str, delay: timedelta | None = None, refund: bool = False
+        self,
+        job_id: str,
+        *,
+        code: str,
+        message: str,
+        delay: timedelta | None = None,
+        refund: bool = False,
+        warn: bool = True,
     ) -> Job:
         """Retry edge: back to queued while attempts remain, else failed with `code`.
 
-        `refund` gives the attempt back (the job did not fail: the worker stopped, a quota was hit)."""
+        `refund` gives the attempt back (the job did not fail: the worker stopped, a quota was hit);
+        `warn` records the lost attempt in the job's warnings."""
 
         def mutate(job: Job) -> dict[str, Any] | None:
             if job.status.terminal:
@@ -387,7 +395,7 @@ class JobStore:
                     "attempt": job.attempt - 1 if refund else job.attempt,
                     "status": JobStatus.QUEUED.value, "worker_id": None, "stage": None, "progress": 0.0,
                     "message": f"retrying after: {message}", "not_before": utcnow() + delay if delay else None,
-                    "warnings": [*job.warnings, f"attempt {job.attempt} lost: {message}"],
+                    "warnings": [*job.warnings, f"attempt {job.attempt} lost: {message}"] if warn else job.warnings,
                 }  # fmt: skip
             check_transition(job_id, job.status, JobStatus.FAILED)
             return {"status": JobStatus.FAILED.value, "finished_at": utcnow(), "error_code": code,

@@ -13,6 +13,7 @@ from worldgen.api.schemas import UploadOut
 from worldgen.api.state import AppState, app_state
 from worldgen.api.uploads import check_upload
 from worldgen.jobs.store import Upload, new_id, utcnow
+from worldgen.storage import keys
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
 
@@ -45,7 +46,7 @@ def create_upload(
             path, kind, name, max_image=state.settings.upload_max_bytes, max_npy=state.settings.upload_max_npy_bytes
         )
         upload_id = new_id()
-        info = state.storage.put_file(f"uploads/{upload_id}/{name}", path, checked.content_type)
+        info = state.storage.put_file(keys.upload_file(upload_id, name), path, checked.content_type)
     upload = Upload(
         id=upload_id, kind=checked.kind, filename=name, content_type=checked.content_type, size=info.size,
         sha256=info.sha256, width=checked.width, height=checked.height, storage_key=info.key, created_at=utcnow(),

@@ -11,9 +11,11 @@ from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
 from worldgen.api.errors import ApiError
 from worldgen.api.schemas import ArtifactList, ArtifactOut, JobList, JobOut
 from worldgen.api.state import AppState, app_state
+from worldgen.jobs import lifecycle
 from worldgen.jobs.state import JobStatus
 from worldgen.jobs.store import Job, JobNotFound
 from worldgen.request import WorldRequest
+from worldgen.storage import keys
 from worldgen.storage.base import InvalidKey, validate_key
 
 router = APIRouter(prefix="/v1/worlds", tags=["worlds"])
@@ -83,7 +85,7 @@ def panorama_size(state: AppState, job: Job) -> tuple[int, int]:
     """(width, height) of a finished world's panorama.png (only the image header is decoded)."""
     from PIL import Image
 
-    with state.storage.open(f"worlds/{job.id}/panorama.png") as stream, Image.open(stream) as image:
+    with state.storage.open(keys.world_file(job.id, keys.PANORAMA)) as stream, Image.open(stream) as image:
         return image.size
 
 
@@ -134,7 +136,7 @@ def get_world(world_id: str, state: AppState = Depends(app_state)) -> JobOut:
 @router.post("/{world_id}/cancel", response_model=JobOut)
 def cancel_world(world_id: str, state: AppState = Depends(app_state)) -> JobOut:
     live_job(state, world_id)
-    return JobOut.of(state.store.request_cancel(world_id))
+    return JobOut.of(lifecycle.cancel(state.store, world_id))
 
 
 @router.delete("/{world_id}", response_model=JobOut)
@@ -142,10 +144,10 @@ def delete_world(world_id: str, state: AppState = Depends(app_state)) -> JobOut:
     """Cancel if needed, remove the artifacts, keep a tombstone (the id then answers 410)."""
     job = live_job(state, world_id)
     if not job.status.terminal:
-        job = state.store.request_cancel(world_id)
+        job = lifecycle.cancel(state.store, world_id)
     job = state.store.mark_deleted(world_id)
     if job.status.terminal:
-        state.storage.delete_prefix(f"worlds/{world_id}/")
+        state.storage.delete_prefix(keys.world_prefix(world_id))
         job = state.store.set_fields(world_id, artifacts_removed=True)
     return JobOut.of(job)
 
@@ -167,7 +169,7 @@ def get_artifact(world_id: str, name: str, state: AppState = Depends(app_state))
     if job.artifacts_removed:
         raise ApiError(410, "gone", f"the artifacts of world {world_id} were removed (retention)")
     try:
-        key = validate_key(f"worlds/{world_id}/{name}")
+        key = validate_key(keys.world_file(world_id, name))
     except InvalidKey:
         raise ApiError(404, "not_found", f"no artifact named {name!r}") from None
     entry = next((a for a in job.artifacts if a["name"] == name), None)

@@ -1,5 +1,6 @@
-"""A thin wrapper over boto3's SageMaker client: create (idempotent per name), describe, list, stop,
-and the error classes the dispatcher acts on."""
+"""A thin wrapper over boto3's SageMaker client: create (idempotent per name), describe, list and
+stop, every failure raised as a classified `AwsError` (see `errors`). botocore's own retries are
+off: the dispatcher decides when to try again, so a throttled call costs one request, not four."""
 
 from __future__ import annotations
 
@@ -7,18 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError, ConnectionError, EndpointConnectionError, ReadTimeoutError
-
-QUOTA_CODES = {"ResourceLimitExceeded", "ThrottlingException", "Throttling", "TooManyRequestsException"}
-TRANSIENT = (ReadTimeoutError, EndpointConnectionError, ConnectionError)
-
-
-class QuotaExceeded(Exception):
-    """SageMaker refused for capacity or rate: the job waits in the queue and is tried again."""
-
-
-class SubmissionUncertain(Exception):
-    """The request may or may not have reached SageMaker (timeout): find out before trying again."""
+from worldgen.backends.sagemaker.errors import AwsError, Kind, classify
 
 
 @dataclass(frozen=True)
@@ -27,20 +17,24 @@ class ProcessingStatus:
     status: str  # InProgress | Completed | Failed | Stopping | Stopped
     failure_reason: str | None = None
     exit_message: str | None = None
-    modified: datetime | None = None
-    started: datetime | None = None
-    ended: datetime | None = None
 
 
-def sagemaker_client():  # type: ignore[no-untyped-def]
+def sagemaker_client() -> Any:
     import boto3
     from botocore.config import Config
 
-    return boto3.client("sagemaker", config=Config(retries={"max_attempts": 3, "mode": "standard"}))
+    return boto3.client("sagemaker", config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+
+
+def _missing(error: AwsError) -> bool:
+    text = error.message.lower()
+    return error.code in ("ValidationException", "ResourceNotFound") and any(
+        m in text for m in ("not found", "could not find", "does not exist")
+    )
 
 
 class SageMakerClient:
-    def __init__(self, client=None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, client: Any = None) -> None:
         self.client = client or sagemaker_client()
 
     def create(self, request: dict[str, Any]) -> str:
@@ -48,54 +42,54 @@ class SageMakerClient:
         as created. Returns the job's name."""
         try:
             self.client.create_processing_job(**request)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            message = exc.response.get("Error", {}).get("Message", "")
-            if code in QUOTA_CODES:
-                raise QuotaExceeded(f"{code}: {message}") from exc
-            if "already exists" in message or code == "ResourceInUse":
-                return request["ProcessingJobName"]
-            raise
-        except TRANSIENT as exc:
-            raise SubmissionUncertain(str(exc)) from exc
-        return request["ProcessingJobName"]
+        except Exception as exc:
+            error = classify(exc, uncertain_on_timeout=True)
+            if error.code == "ResourceInUse" or "already exists" in error.message:
+                return str(request["ProcessingJobName"])
+            raise error from exc
+        return str(request["ProcessingJobName"])
 
     def describe(self, name: str) -> ProcessingStatus | None:
+        """The job's status; None if SageMaker has no job of that name."""
         try:
             response = self.client.describe_processing_job(ProcessingJobName=name)
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            message = error.get("Message", "").lower()
-            missing = ("not found", "could not find", "does not exist")
-            if error.get("Code") in ("ValidationException", "ResourceNotFound") and any(m in message for m in missing):
+        except Exception as exc:
+            error = classify(exc)
+            if _missing(error):
                 return None
-            if error.get("Code") in QUOTA_CODES:
-                raise QuotaExceeded(error.get("Message", "")) from exc
-            raise
+            raise error from exc
         return ProcessingStatus(
             name=name,
             status=response["ProcessingJobStatus"],
             failure_reason=response.get("FailureReason"),
             exit_message=response.get("ExitMessage"),
-            modified=response.get("LastModifiedTime"),
-            started=response.get("ProcessingStartTime"),
-            ended=response.get("ProcessingEndTime"),
         )
 
     def list_statuses(self, created_after: datetime) -> dict[str, str]:
         """name → status of our jobs created after `created_after` (one paginated listing)."""
         statuses: dict[str, str] = {}
-        paginator = self.client.get_paginator("list_processing_jobs")
-        for page in paginator.paginate(NameContains="wg-", CreationTimeAfter=created_after, MaxResults=100):
-            for summary in page.get("ProcessingJobSummaries", []):
-                statuses[summary["ProcessingJobName"]] = summary["ProcessingJobStatus"]
+        try:
+            paginator = self.client.get_paginator("list_processing_jobs")
+            for page in paginator.paginate(NameContains="wg-", CreationTimeAfter=created_after, MaxResults=100):
+                for summary in page.get("ProcessingJobSummaries", []):
+                    statuses[summary["ProcessingJobName"]] = summary["ProcessingJobStatus"]
+        except Exception as exc:
+            raise classify(exc) from exc
         return statuses
 
     def stop(self, name: str) -> None:
+        """Stop the job; one that has finished, is stopping already or does not exist needs nothing."""
         try:
             self.client.stop_processing_job(ProcessingJobName=name)
-        except ClientError as exc:
-            message = exc.response.get("Error", {}).get("Message", "")
-            if "already" in message.lower() or "not found" in message.lower() or "Status" in message:
-                return  # finished or stopping already: nothing to stop
-            raise
+        except Exception as exc:
+            error = classify(exc)
+            text = error.message.lower()
+            done = error.code == "ValidationException" and any(
+                m in text for m in ("already", "status", "not found", "does not exist", "could not find")
+            )
+            if done:
+                return
+            raise error from exc
+
+
+__all__ = ["AwsError", "Kind", "ProcessingStatus", "SageMakerClient", "sagemaker_client"]

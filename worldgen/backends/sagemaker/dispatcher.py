@@ -1,7 +1,9 @@
-"""The SageMaker dispatcher: submits queued jobs under a concurrency cap, keeps them queued on
-quota or throttling (with backoff), and syncs status by polling. Never two processing jobs for
-one attempt: names are deterministic per attempt and an uncertain submission is resolved by
-DescribeProcessingJob before anything is sent again."""
+"""The SageMaker dispatcher: submits queued jobs under a concurrency cap and syncs their status by
+polling. AWS errors are handled by their class (`errors`): a world waits on quota, capacity or
+throttling (with backoff, up to a deadline), fails at once on a permanent refusal, and one world's
+error never holds up another or stops the poll. Never two processing jobs for one attempt: names
+are deterministic per attempt and an uncertain submission is resolved by DescribeProcessingJob
+before anything is sent again."""
 
 from __future__ import annotations
 
@@ -9,34 +11,29 @@ import logging
 import threading
 from datetime import timedelta
 
-from worldgen.backends.sagemaker.client import (
-    TRANSIENT,
-    QuotaExceeded,
-    SageMakerClient,
-    SubmissionUncertain,
-)
+from worldgen.backends.sagemaker.client import SageMakerClient
+from worldgen.backends.sagemaker.errors import AwsError, Kind
 from worldgen.backends.sagemaker.spec import (
     InvalidProcessingJob,
     JobSettings,
     build_request,
     job_name,
     raw_models_gb,
-    run_prefix,
     volume_size_gb,
 )
-from worldgen.backends.sagemaker.sync import apply_status
+from worldgen.backends.sagemaker.sync import apply_status, wait_or_fail
 from worldgen.config import Settings
 from worldgen.errors import WorldgenError
+from worldgen.jobs import lifecycle
 from worldgen.jobs.state import JobStatus
 from worldgen.jobs.store import Job, JobStore, utcnow
 from worldgen.pipeline_inputs import SOURCE_WORLD_INPUT
+from worldgen.storage import keys
 from worldgen.storage.s3 import S3ArtifactStore, parse_s3_url
 
 log = logging.getLogger("worldgen.sagemaker")
 
 BACKEND = "sagemaker"
-BACKOFF_BASE = timedelta(seconds=30)
-BACKOFF_MAX = timedelta(minutes=10)
 
 
 def job_settings(settings: Settings, storage: S3ArtifactStore, models_gb: float | None = None) -> JobSettings:
@@ -110,36 +107,53 @@ class SageMakerDispatcher:
         return submitted
 
     def submit(self, job: Job) -> bool:
-        """Send CreateProcessingJob for the claimed job's attempt. False if it went back to the queue."""
+        """Send CreateProcessingJob for the claimed job's attempt. False if it did not go out
+        (the world waits in the queue, or failed)."""
         name = job_name(job.id, job.attempt)
         self.store.set_fields(job.id, backend_ref=name)
         try:
             request = build_request(self.job_settings, job.id, job.attempt, self._upload_prefixes(job))
         except (InvalidProcessingJob, WorldgenError) as exc:
-            self.store.transition(job.id, JobStatus.FAILED, error_code=exc.code, error_message=exc.message)
+            lifecycle.finish_failed(self.store, job.id, exc.code, exc.message)
             return False
-        self._write_request(job, name)
         try:
+            self._write_request(job, name)
             self.client.create(request)
-        except QuotaExceeded as exc:
-            self._back_off(job, str(exc))
-            return False
-        except SubmissionUncertain as exc:
-            log.warning("job %s: submission of %s uncertain (%s); resolved on the next sync", job.id, name, exc)
-            return True
+        except AwsError as error:
+            return self._refused(job, error)
+        except Exception as exc:  # S3 (the request file) or anything unforeseen: this world only
+            log.exception("job %s: submission failed", job.id)
+            return self._refused(job, AwsError(Kind.RETRYABLE, type(exc).__name__, str(exc)))
         log.info("job %s: submitted %s", job.id, name)
         return True
+
+    def _refused(self, job: Job, error: AwsError) -> bool:
+        """What a refused CreateProcessingJob does to the world (see `errors` for the classes)."""
+        limit = self.settings.sagemaker_max_queue_seconds
+        if error.kind is Kind.UNCERTAIN:
+            log.warning("job %s: submission uncertain (%s); resolved on the next sync", job.id, error)
+            return True
+        if error.kind is Kind.QUOTA and error.zero_limit:
+            lifecycle.finish_failed(self.store, job.id, "quota_exceeded", f"SageMaker quota: {error}")
+        elif error.kind is Kind.QUOTA:
+            wait_or_fail(self.store, job, "quota_exceeded", f"SageMaker quota: {error}", limit)
+        elif error.kind is Kind.RETRYABLE:
+            wait_or_fail(self.store, job, "sagemaker_unavailable", f"SageMaker: {error}", limit)
+        else:
+            lifecycle.finish_failed(self.store, job.id, "sagemaker_rejected", f"SageMaker refused the job: {error}")
+        log.info("job %s: CreateProcessingJob refused (%s, %s)", job.id, error.kind.value, error)
+        return False
 
     def _upload_prefixes(self, job: Job) -> dict[str, str]:
         prefixes = {}
         request = job.world_request
         if request.source_world_id:
-            prefixes[SOURCE_WORLD_INPUT] = f"worlds/{request.source_world_id}/panorama.png"
+            prefixes[SOURCE_WORLD_INPUT] = keys.world_file(request.source_world_id, keys.PANORAMA)
         for upload_id in request.upload_ids():
             upload = self.store.get_upload(upload_id)
             if upload is None:
                 raise WorldgenError(f"upload {upload_id!r} no longer exists", code="invalid_request")
-            prefixes[upload_id] = upload.storage_key.rsplit("/", 1)[0] + "/"
+            prefixes[upload_id] = keys.upload_prefix(upload_id)
         return prefixes
 
     def _write_request(self, job: Job, name: str) -> None:
@@ -147,40 +161,55 @@ class SageMakerDispatcher:
         import json
 
         body = io.BytesIO(json.dumps(job.request, indent=2).encode())
-        prefix = run_prefix(self.job_settings, name)[len(self.storage.prefix) :]
-        self.storage.put_stream(f"{prefix}request/request.json", body, "application/json")
-
-    def _back_off(self, job: Job, reason: str) -> None:
-        hits = sum(1 for w in job.warnings if w.startswith("quota:")) + 1
-        delay = min(BACKOFF_BASE * (2 ** (hits - 1)), BACKOFF_MAX)
-        self.store.requeue_or_fail(job.id, code="quota", message=reason, delay=delay, refund=True)
-        self.store.set_fields(job.id, warnings=[*self.store.get(job.id).warnings, f"quota: {reason}"])
-        log.info("job %s: %s; back in the queue for %s", job.id, reason, delay)
+        self.storage.put_stream(f"{keys.run_request_prefix(name)}request.json", body, "application/json")
 
     # ---- syncing ------------------------------------------------------------------------------
 
     def sync(self) -> None:
+        """Carry SageMaker's status into every active world; an error with one world (or with the
+        listing) is logged and tried again on the next poll, never raised."""
         active = self.store.active_jobs(BACKEND)
         if not active:
             return
         try:
             listed = self.client.list_statuses(min(j.created_at for j in active) - timedelta(hours=1))
-        except (QuotaExceeded, *TRANSIENT):
+        except AwsError as error:
+            log.warning("ListProcessingJobs failed (%s, %s); status sync skipped this poll", error.kind.value, error)
             return
         for job in active:
-            name = job.backend_ref or job_name(job.id, job.attempt)
-            if job.status is JobStatus.CANCELING:
-                self.client.stop(name)
-            status = listed.get(name)
-            if status is None:
-                self._resolve_missing(job, name)
-                continue
-            if status in ("Completed", "Failed", "Stopped"):
-                self._apply_described(job, name)  # the list has no failure reason or exit message
-                continue
-            apply_status(self.store, self.storage, job, status)
+            try:
+                self._sync_one(job, listed)
+            except AwsError as error:
+                log.warning("job %s: %s (%s); tried again on the next poll", job.id, error, error.kind.value)
+            except Exception:
+                log.exception("job %s: status sync failed; tried again on the next poll", job.id)
 
-    def _apply_described(self, job: Job, name: str) -> bool:
+    def _sync_one(self, job: Job, listed: dict[str, str]) -> None:
+        name = job.backend_ref or job_name(job.id, job.attempt)
+        if job.status is JobStatus.CANCELING:
+            self.stop(job, name)
+        status = listed.get(name)
+        if status is None:
+            self._resolve_missing(job, name)
+        elif status in ("Completed", "Failed", "Stopped"):
+            self.apply_described(job, name)  # the list has no failure reason or exit message
+        else:
+            apply_status(
+                self.store, self.storage, job, status, max_queue_seconds=self.settings.sagemaker_max_queue_seconds
+            )
+
+    def stop(self, job: Job, name: str) -> None:
+        """StopProcessingJob; a refusal leaves the world canceling (it ends when the job does) and
+        says why in its warnings."""
+        try:
+            self.client.stop(name)
+        except AwsError as error:
+            if error.kind is Kind.PERMANENT:
+                note = f"could not stop processing job {name}: {error}"
+                self.store.set_fields(job.id, warnings=lifecycle.merge_warnings(job.warnings, [note]))
+            log.warning("job %s: StopProcessingJob failed (%s, %s)", job.id, error.kind.value, error)
+
+    def apply_described(self, job: Job, name: str) -> bool:
         """Describe the processing job and apply its status; False if SageMaker has no such job."""
         described = self.client.describe(name)
         if described is None:
@@ -192,16 +221,17 @@ class SageMakerDispatcher:
             described.status,
             failure_reason=described.failure_reason,
             exit_message=described.exit_message,
+            max_queue_seconds=self.settings.sagemaker_max_queue_seconds,
         )
         return True
 
     def _resolve_missing(self, job: Job, name: str) -> None:
         """A job we think we submitted but SageMaker does not list: look it up by name; if it
         really does not exist, send the same request again (same name, so never a duplicate)."""
-        if self._apply_described(job, name):
+        if self.apply_described(job, name):
             return
         if job.status is JobStatus.CANCELING:
-            self.store.transition(job.id, JobStatus.CANCELED, error_code="canceled", error_message="canceled")
+            lifecycle.finish_canceled(self.store, job.id)
             return
         if job.status is JobStatus.STARTING and (utcnow() - job.updated_at).total_seconds() > 5:
             self.submit(job)

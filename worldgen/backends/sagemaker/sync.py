@@ -9,9 +9,12 @@ import json
 import logging
 from typing import Any
 
-from worldgen.container.contract import MANIFEST_FILE, parse_message
-from worldgen.jobs.state import JobStatus, Stage
-from worldgen.jobs.store import Job, JobStore
+from worldgen.backends.sagemaker.errors import backoff, is_capacity_failure
+from worldgen.container.contract import EXIT_OOM_KILLED, MANIFEST_FILE, exit_failure
+from worldgen.jobs import lifecycle
+from worldgen.jobs.state import JobStatus
+from worldgen.jobs.store import Job, JobStore, utcnow
+from worldgen.storage import keys
 from worldgen.storage.s3 import S3ArtifactStore
 
 log = logging.getLogger("worldgen.sagemaker")
@@ -19,15 +22,16 @@ log = logging.getLogger("worldgen.sagemaker")
 
 def output_key(job: Job, name: str) -> str:
     """Storage key (relative to the storage prefix) of a file the job's container wrote."""
-    return f"runs/{job.backend_ref}/world/{name}"
+    return keys.run_output_file(str(job.backend_ref), name)
 
 
 def read_progress(storage: S3ArtifactStore, job: Job) -> dict[str, Any] | None:
     try:
         with storage.open(output_key(job, "progress.json")) as stream:
-            return json.loads(stream.read())
+            report = json.loads(stream.read())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
+    return report if isinstance(report, dict) else None
 
 
 def publish_outputs(storage: S3ArtifactStore, job: Job) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -47,11 +51,27 @@ def publish_outputs(storage: S3ArtifactStore, job: Job) -> tuple[list[dict[str, 
     for entry in entries:
         storage.copy_from(
             output_key(job, entry["name"]),
-            f"worlds/{job.id}/{entry['name']}",
+            keys.world_file(job.id, entry["name"]),
             sha256=entry["sha256"],
             content_type=entry["content_type"],
         )
     return entries, manifest
+
+
+def failure(exit_message: str | None, failure_reason: str | None, stage: str | None) -> tuple[str, str]:
+    """(code, message) of a Failed processing job: the container's own message when it wrote one,
+    else what SageMaker says (an OOM-killed container exits 137 and writes nothing)."""
+    reason = failure_reason or ""
+    oom = "137" in reason or "outofmemory" in reason.replace(" ", "").lower()
+    if exit_message:
+        code, message = exit_failure(1, exit_message, stage)
+    elif oom:
+        code, message = exit_failure(EXIT_OOM_KILLED, None, stage)
+    else:
+        code, message = "sagemaker_failed", reason or "the processing job failed without a reason"
+    if reason and reason not in message:
+        message = f"{message} ({reason})"
+    return code, message
 
 
 def apply_status(
@@ -62,14 +82,17 @@ def apply_status(
     *,
     failure_reason: str | None = None,
     exit_message: str | None = None,
+    max_queue_seconds: float,
 ) -> Job:
-    """Move `job` according to SageMaker's `status`; a final job is never changed again."""
+    """Move `job` according to SageMaker's `status`; a final job is never changed again.
+
+    A processing job that failed for want of capacity is not the world's failure: the world waits
+    in the queue (with backoff) and is tried again, until it has waited `max_queue_seconds`."""
     job = store.get(job.id)
     if job.status.terminal:
         return job
     if status in ("InProgress", "Stopping"):
-        if job.status is JobStatus.STARTING:
-            job = store.transition(job.id, JobStatus.RUNNING)
+        job = lifecycle.mark_running(store, job.id)
         report = read_progress(storage, job)
         if report is not None:
             job = store.record_progress(
@@ -82,46 +105,39 @@ def apply_status(
         return job
     if status == "Completed":
         if job.status is JobStatus.CANCELING:
-            return store.transition(job.id, JobStatus.CANCELED, error_code="canceled", error_message="canceled")
-        if job.status is JobStatus.STARTING:
-            job = store.transition(job.id, JobStatus.RUNNING)
+            return lifecycle.finish_canceled(store, job.id)
         try:
             artifacts, manifest = publish_outputs(storage, job)
         except FileNotFoundError:
-            return store.transition(
-                job.id,
-                JobStatus.FAILED,
-                error_code="missing_outputs",
-                error_message="the job completed without a manifest.json",
+            return lifecycle.finish_failed(
+                store, job.id, "missing_outputs", "the job completed without a manifest.json"
             )
-        return store.transition(
-            job.id,
-            JobStatus.SUCCEEDED,
-            progress=1.0,
-            stage=Stage.UPLOAD.value,
-            message="done",
-            artifacts=artifacts,
-            timings=manifest.get("timings_s", {}),
-            warnings=list(dict.fromkeys([*job.warnings, *manifest.get("warnings", [])])),
-        )
+        return lifecycle.finish_succeeded(store, job.id, artifacts, manifest)
     if status == "Failed":
-        code, message = parse_message(exit_message) if exit_message else ("sagemaker_failed", failure_reason or "")
-        if failure_reason and failure_reason not in message:
-            message = f"{message} ({failure_reason})" if message else failure_reason
-        target = JobStatus.CANCELED if job.status is JobStatus.CANCELING else JobStatus.FAILED
-        if job.status is JobStatus.STARTING and target is JobStatus.FAILED:
-            job = store.transition(job.id, JobStatus.RUNNING)
-        return store.transition(job.id, target, error_code=code, error_message=message[:4000])
+        if job.status is not JobStatus.CANCELING and not exit_message and is_capacity_failure(failure_reason):
+            reason = f"SageMaker: {failure_reason}"
+            return wait_or_fail(store, job, "capacity_unavailable", reason, max_queue_seconds, new_attempt=True)
+        stage = (read_progress(storage, job) or {}).get("stage") or job.stage
+        code, message = failure(exit_message, failure_reason, stage)
+        return lifecycle.finish_failed(store, job.id, code, message)
     if status == "Stopped":
         if job.status is JobStatus.CANCELING:
-            return store.transition(job.id, JobStatus.CANCELED, error_code="canceled", error_message="canceled")
-        if job.status is JobStatus.STARTING:
-            job = store.transition(job.id, JobStatus.RUNNING)
-        return store.transition(
-            job.id,
-            JobStatus.FAILED,
-            error_code="stopped",
-            error_message=failure_reason or "the processing job was stopped outside worldgen",
+            return lifecycle.finish_canceled(store, job.id)
+        return lifecycle.finish_failed(
+            store, job.id, "stopped", failure_reason or "the processing job was stopped outside worldgen"
         )
     log.warning("job %s: unknown SageMaker status %r", job.id, status)
     return job
+
+
+def wait_or_fail(
+    store: JobStore, job: Job, code: str, reason: str, max_queue_seconds: float, *, new_attempt: bool = False
+) -> Job:
+    """Back to the queue with backoff while the world has waited less than `max_queue_seconds`
+    since it was created; after that it fails with `code`."""
+    waited = utcnow() - job.created_at
+    if waited.total_seconds() >= max_queue_seconds:
+        return lifecycle.finish_failed(
+            store, job.id, code, f"{reason} (still not possible after {waited.total_seconds() / 60:.0f} minutes)"
+        )
+    return lifecycle.wait_in_queue(store, job.id, reason, backoff(waited), new_attempt=new_attempt)
