@@ -173,3 +173,36 @@ def test_retention_removes_old_artifacts(env) -> None:  # type: ignore[no-untype
     store.set_fields(job.id, finished_at=utcnow() - timedelta(days=2))
     assert keeping.remove_expired_artifacts() == 1
     assert storage.list(f"worlds/{job.id}/") == [] and store.get(job.id).artifacts_removed
+
+
+def test_cancel_while_starting_still_stops_the_process(env) -> None:  # type: ignore[no-untyped-def]
+    """A cancel between claim and process start: the process is started, watched and stopped,
+    and the world ends canceled (it used to fail with IllegalTransition, the process left running)."""
+    store, storage, config = env
+    job = submit(store, **SLOW)
+    worker = LocalWorker(store, storage, config)
+    claimed = store.claim(worker.worker_id, "local")
+    assert claimed is not None and claimed.status is JobStatus.STARTING
+    store.request_cancel(job.id)
+    worker._execute(claimed, threading.Event())
+    ended = store.get(job.id)
+    assert ended.status is JobStatus.CANCELED and ended.error_code == "canceled"
+    pid = int((ended.backend_ref or "").rpartition(":")[2])
+    assert not _pid_alive(pid)
+
+
+def test_a_sigkilled_container_is_out_of_memory_naming_its_stage(env) -> None:  # type: ignore[no-untyped-def]
+    store, storage, config = env
+    job = submit(store, **SLOW)
+    stop, thread = running_worker(LocalWorker(store, storage, config))
+    try:
+        wait_for(lambda: store.get(job.id).stage == "panorama", what="the panorama stage")
+        pid = int((store.get(job.id).backend_ref or "").rpartition(":")[2])
+        os.kill(pid, signal.SIGKILL)  # what the kernel's OOM killer does
+        wait_for(lambda: store.get(job.id).status.terminal, what="the job to end")
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    failed = store.get(job.id)
+    assert failed.status is JobStatus.FAILED and failed.error_code == "out_of_memory"
+    assert "during panorama" in (failed.error_message or "")
