@@ -79,7 +79,8 @@ def run_like_sagemaker(request: dict[str, Any], root: Path) -> subprocess.Comple
 
     for item in request["ProcessingInputs"]:
         _download_prefix(s3, item["S3Input"]["S3Uri"], local(item["S3Input"]["LocalPath"]))
-    env = {**os.environ, **request["Environment"], "WORLDGEN_CONTAINER_ROOT": str(root)}
+    # This machine has no GPU: say so, or the entrypoint refuses the job as it would on a GPU-less host.
+    env = {**os.environ, **request["Environment"], "WORLDGEN_CONTAINER_ROOT": str(root), "WORLDGEN_DEVICE": "cpu"}
     command = [sys.executable, "-m", "worldgen", *request["AppSpecification"]["ContainerEntrypoint"][1:]]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     for output in request["ProcessingOutputConfig"]["Outputs"]:

@@ -1,17 +1,20 @@
 """`worldgen container run`: run one job under the container contract, then exit.
 
 Exit status 0 on success; on failure the reason ('code: message', ≤ 1 KB) goes to
-/opt/ml/output/message and the status is non-zero. SIGTERM (SageMaker's StopProcessingJob, the
+/opt/ml/output/message and the status is non-zero (when even that directory is unwritable, the
+reason goes to stderr only, i.e. CloudWatch). SIGTERM (SageMaker's StopProcessingJob, the
 local worker's cancel) stops the job at the next step boundary, well inside 30 s.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 
@@ -56,22 +59,48 @@ def load_request(paths: ContainerPaths) -> WorldRequest:
     return request
 
 
+def unwritable_mounts(paths: ContainerPaths) -> list[str]:
+    """The output directories this process cannot write, each with the reason. SageMaker creates
+    them as root before the container starts, so a non-root user cannot write its results, nor
+    even the failure message: found first, the job can at least say so on stderr."""
+    problems = []
+    for directory in (paths.output_dir, paths.message_file.parent):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=directory):
+                pass
+        except OSError as exc:
+            problems.append(f"{directory} ({exc.strerror or exc})")
+    return problems
+
+
 def run(paths: ContainerPaths) -> int:
+    if problems := unwritable_mounts(paths):
+        message = (
+            f"cannot write {'; '.join(problems)} as uid {os.getuid()}: SageMaker creates "
+            "/opt/ml/processing/output/* and /opt/ml/output owned by root, so the image must run as root "
+            "(docker/Dockerfile, docs/deploy.md)"
+        )
+        print(f"worldgen: unwritable_output: {message}", file=sys.stderr)
+        with contextlib.suppress(OSError):
+            write_message(paths, "unwritable_output", message)
+        return EXIT_FAILED
+
+    from worldgen.models.device import require_gpu
     from worldgen.models.runtime import ModelRuntime
     from worldgen.pipeline import WorldInputs, generate_world
 
     cancel = CancelToken()
     signal.signal(signal.SIGTERM, lambda signum, frame: cancel.cancel("stopped (SIGTERM)"))
-    paths.output_dir.mkdir(parents=True, exist_ok=True)
     progress_file = ProgressFile(paths.progress_file)
     progress = Progress(sink=progress_file, cancel=cancel)
     try:
         request = load_request(paths)
         log.info("request loaded (seed %s); models from %s", request.seed, paths.models_dir)
         progress_file.set(status="running", stage="loading_models", seed=request.seed)
-        runtime = ModelRuntime.create(
-            paths.models_dir, device=os.environ.get("WORLDGEN_DEVICE") or None, precision=request.precision
-        )
+        device = os.environ.get("WORLDGEN_DEVICE") or None
+        require_gpu(device, request.precision)
+        runtime = ModelRuntime.create(paths.models_dir, device=device, precision=request.precision)
         log.info("device %s, precision %s (%s)", runtime.device, runtime.precision.mode, runtime.precision.reason)
         manifest = generate_world(request, runtime, paths.output_dir, progress, WorldInputs(paths.uploads_dir))
         log.info("done in %.1f s: %d files", manifest["timings_s"]["total"], len(manifest["files"]))

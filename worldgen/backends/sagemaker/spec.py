@@ -7,6 +7,7 @@ message and no request is sent.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -21,8 +22,26 @@ ROOT = "/opt/ml/processing"
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 ROLE_PATTERN = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[\w+=,.@\-/]{1,512}$")
 IMAGE_PATTERN = re.compile(r"^[\w.\-]+(:\d+)?(/[\w.\-]+)+(:[\w.\-]{1,128}|@sha256:[0-9a-f]{64})?$")
-INSTANCE_PATTERN = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
-GPU_FAMILIES = ("ml.g4dn.", "ml.g5.", "ml.g6.", "ml.g6e.", "ml.p3.", "ml.p4d.", "ml.p4de.", "ml.p5.")
+INSTANCE_PATTERN = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
+GPU_FAMILIES: dict[str, tuple[str, tuple[int, int]]] = {
+    "p2": ("NVIDIA K80", (3, 7)),
+    "p3": ("NVIDIA V100", (7, 0)),
+    "g4dn": ("NVIDIA T4", (7, 5)),
+    "g5": ("NVIDIA A10G", (8, 6)),
+    "g6": ("NVIDIA L4", (8, 9)),
+    "g6e": ("NVIDIA L40S", (8, 9)),
+    "p5": ("NVIDIA H100", (9, 0)),
+    "g7": ("NVIDIA RTX PRO 4500 Blackwell", (12, 0)),
+    "g7e": ("NVIDIA RTX PRO 6000 Blackwell", (12, 0)),
+}
+"""Every GPU family in SageMaker Processing's instance list (tests/test_instance_types.py keeps it
+complete): its GPU and CUDA compute capability. Which of them a job may use is decided against
+IMAGE_CUDA_ARCHS, not by hand."""
+IMAGE_TORCH_CUDA = "12.6"
+"""The CUDA version of the image's PyTorch wheels (docker/Dockerfile; tests/test_docker.py keeps them equal)."""
+IMAGE_CUDA_ARCHS = ((5, 0), (6, 0), (7, 0), (7, 5), (8, 0), (8, 6), (9, 0))
+"""Kernels in the image's PyTorch 2.14 CUDA 12.6 wheels (PyTorch's RELEASE.md CUDA support matrix;
+docker/Dockerfile pins the cu126 index). No Blackwell: that needs the CUDA 12.8+ builds."""
 ENV_KEY = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,255}$")
 S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$")
 MAX_INPUTS, MAX_ENV, MAX_TAGS = 10, 100, 50
@@ -126,6 +145,54 @@ def _input(name: str, uri: str, local: str) -> dict[str, Any]:
     }
 
 
+@functools.cache
+def processing_instance_types() -> frozenset[str]:
+    """SageMaker Processing's instance types, from the installed botocore's service model: AWS's
+    own list, which moves with botocore instead of with a hand-kept one."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    return frozenset(model.shape_for("ProcessingInstanceType").enum)
+
+
+def family_runs_in_image(family: str) -> bool:
+    """A cubin built for X.y runs on a GPU of capability X.z with z ≥ y (CUDA binary compatibility)."""
+    capability = GPU_FAMILIES[family][1]
+    return any(arch[0] == capability[0] and arch[1] <= capability[1] for arch in IMAGE_CUDA_ARCHS)
+
+
+def gpu_instance_types() -> frozenset[str]:
+    """The instance types a job may ask for: offered by Processing, with a GPU the image can drive."""
+    return frozenset(
+        name
+        for name in processing_instance_types()
+        if name.split(".")[1] in GPU_FAMILIES and family_runs_in_image(name.split(".")[1])
+    )
+
+
+def instance_type_problem(instance: str) -> str | None:
+    if not INSTANCE_PATTERN.match(instance):
+        return f"InstanceType {instance!r} is not a SageMaker instance type (ml.<family>.<size>)"
+    if instance not in processing_instance_types():
+        import botocore
+
+        return (
+            f"InstanceType {instance!r} is not offered by SageMaker Processing "
+            f"(ProcessingInstanceType of botocore {botocore.__version__})"
+        )
+    family = instance.split(".")[1]
+    if family not in GPU_FAMILIES:
+        return f"InstanceType {instance!r} has no GPU; use e.g. ml.g5.2xlarge, ml.g6.2xlarge, ml.g6e.2xlarge"
+    if not family_runs_in_image(family):
+        gpu, (major, minor) = GPU_FAMILIES[family]
+        archs = ", ".join(f"sm_{a}{b}" for a, b in IMAGE_CUDA_ARCHS)
+        return (
+            f"InstanceType {instance!r} has an {gpu} (compute capability {major}.{minor}); the image's PyTorch "
+            f"build (CUDA {IMAGE_TORCH_CUDA}: {archs}) has no kernels for it; use ml.g5, ml.g6, ml.g6e or ml.p5"
+        )
+    return None
+
+
 def validate_request(request: dict[str, Any]) -> None:
     """The service's limits for CreateProcessingJob; raises InvalidProcessingJob listing every problem."""
     problems = []
@@ -138,11 +205,9 @@ def validate_request(request: dict[str, Any]) -> None:
     if not IMAGE_PATTERN.match(image) or len(image) > 255:
         problems.append(f"ImageUri {image!r} is not an image URI (e.g. <account>.dkr.ecr.<region>.amazonaws.com/x:tag)")
     cluster = request["ProcessingResources"]["ClusterConfig"]
-    instance = cluster["InstanceType"]
-    if not INSTANCE_PATTERN.match(instance):
-        problems.append(f"InstanceType {instance!r} is not a SageMaker instance type (ml.<family>.<size>)")
-    elif not instance.startswith(GPU_FAMILIES):
-        problems.append(f"InstanceType {instance!r} has no GPU; use e.g. ml.g5.2xlarge, ml.g6.2xlarge, ml.g6e.2xlarge")
+    problem = instance_type_problem(cluster["InstanceType"])
+    if problem:
+        problems.append(problem)
     if not 1 <= cluster["VolumeSizeInGB"] <= 16384:
         problems.append(f"VolumeSizeInGB {cluster['VolumeSizeInGB']} must be 1..16384")
     runtime = request["StoppingCondition"]["MaxRuntimeInSeconds"]
