@@ -18,16 +18,14 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from worldgen.container.contract import MANIFEST_FILE, PROGRESS_FILE
-from worldgen.container.progress_file import write_json_atomic
 from worldgen.errors import InvalidRequest
 from worldgen.geometry.compression import compress_background
 from worldgen.geometry.mesh import Mesh
-from worldgen.jobs.state import Stage
 from worldgen.manifest import cost_estimate, file_entry, resources, versions
 from worldgen.models.runtime import ModelRuntime
+from worldgen.outputs import MANIFEST_FILE, PROGRESS_FILE, write_json_atomic
 from worldgen.pipeline_inputs import SOURCE_WORLD_INPUT
-from worldgen.progress import Progress
+from worldgen.progress import Progress, Stage
 from worldgen.reference import behaviour
 from worldgen.request import WorldRequest
 from worldgen.stages.compose import compose_layers

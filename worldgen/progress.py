@@ -9,8 +9,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from worldgen.errors import Cancelled
+
+
+class Stage(StrEnum):
+    """The stages a job reports progress in (the job store and the API show them)."""
+
+    LOADING_MODELS = "loading_models"
+    PANORAMA = "panorama"
+    LAYERS = "layers"
+    DEPTH = "depth"
+    MESH = "mesh"
+    EXPORT = "export"
+    UPLOAD = "upload"
+
 
 ProgressSink = Callable[[str, float, str | None], None]
 """(stage, fraction 0..1 within the stage, optional message)."""
@@ -26,10 +40,6 @@ class CancelToken:
     def cancel(self, reason: str = "canceled") -> None:
         self.reason = reason
         self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
 
     def check(self) -> None:
         if self._event.is_set():

@@ -31,13 +31,13 @@ def behaviour(request: Any, precision: str) -> dict[str, Any]:
             "decodes in 128-latent-row tiles); seam blend and [0, 1] scaling in float32"
         )
     if request.step_cache != "off":
-        differences.append(f"step cache {request.step_cache!r} (the reference demo runs every step in full)")
+        differences.append(f"step cache '{request.step_cache}' (the reference demo runs every step in full)")
     if precision != "bf16":
-        differences.append(f"precision {precision!r} (the reference runs in bf16)")
+        differences.append(f"precision '{precision}' (the reference runs in bf16)")
     return {
         "reference": f"{REFERENCE_REPO}@{REFERENCE_COMMIT}",
         "parity": PARITY_DOC,
-        "vae_mode": request.vae_mode,
-        "step_cache": request.step_cache,
+        "vae_mode": str(request.vae_mode),
+        "step_cache": str(request.step_cache),
         "deliberate_differences": differences,
     }

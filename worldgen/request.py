@@ -9,7 +9,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -23,11 +23,10 @@ from worldgen.limits import (
     MAX_STEPS,
     MIN_HEIGHT,
     SEED_LIMIT,
+    Precision,
+    StepCache,
+    VaeMode,
 )
-
-Precision = Literal["auto", "fp32", "bf16", "fp8-storage", "fp8"]
-StepCache = Literal["off", "first-block", "taylorseer"]
-VaeMode = Literal["full-frame", "reference"]
 
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_LABEL_CHARS)]
 MAX_OBJECTS = 16
@@ -90,15 +89,15 @@ class WorldRequest(BaseModel):
     formats: list[ExportFormat] = Field(
         default_factory=lambda: [ExportFormat.GLB, ExportFormat.PLY], min_length=1, max_length=3
     )
-    precision: Precision = "auto"
+    precision: Precision = Precision.AUTO
     height: int = Field(
         DEFAULT_HEIGHT, ge=MIN_HEIGHT, le=MAX_HEIGHT, description="Panorama height; width = 2 × height."
     )
     steps: int = Field(50, ge=1, le=MAX_STEPS)
     guidance: float = Field(30.0, ge=0, le=100)
-    step_cache: StepCache = "off"
+    step_cache: StepCache = StepCache.OFF
     vae_mode: VaeMode = Field(
-        "full-frame",
+        VaeMode.FULL_FRAME,
         description="full-frame: exact VAE encode/decode; reference: HunyuanWorld-1.0's tiled VAE, bit for bit.",
     )
     image_upload_id: str | None = Field(None, description="A photo to outpaint into the panorama (POST /v1/uploads).")

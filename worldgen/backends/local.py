@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from worldgen.container.contract import MANIFEST_FILE, ROOT_ENV, ContainerPaths, exit_failure
-from worldgen.container.progress_file import read_json, write_json_atomic
+from worldgen.container.contract import ROOT_ENV, ContainerPaths, exit_failure
 from worldgen.jobs import lifecycle
 from worldgen.jobs.state import JobStatus, Stage
 from worldgen.jobs.store import Job, JobNotFound, JobStore, utcnow
+from worldgen.outputs import MANIFEST_FILE, read_json, write_json_atomic
 from worldgen.pipeline_inputs import SOURCE_WORLD_INPUT
 from worldgen.storage import keys
 from worldgen.storage.base import ArtifactStore

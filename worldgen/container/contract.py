@@ -16,10 +16,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from worldgen.outputs import MANIFEST_FILE, PROGRESS_FILE
+
 DEFAULT_ROOT = Path("/opt/ml")
 ROOT_ENV = "WORLDGEN_CONTAINER_ROOT"
-PROGRESS_FILE = "progress.json"
-MANIFEST_FILE = "manifest.json"
 MESSAGE_LIMIT = 1024
 
 EXIT_OK = 0

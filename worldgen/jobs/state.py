@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from worldgen.progress import Stage
+
+__all__ = ["TERMINAL", "TRANSITIONS", "IllegalTransition", "JobStatus", "Stage", "check_transition"]
+
 
 class JobStatus(StrEnum):
     QUEUED = "queued"
@@ -28,16 +32,6 @@ class JobStatus(StrEnum):
     def active(self) -> bool:
         """Work may be happening on a worker or in SageMaker."""
         return self in (JobStatus.STARTING, JobStatus.RUNNING, JobStatus.CANCELING)
-
-
-class Stage(StrEnum):
-    LOADING_MODELS = "loading_models"
-    PANORAMA = "panorama"
-    LAYERS = "layers"
-    DEPTH = "depth"
-    MESH = "mesh"
-    EXPORT = "export"
-    UPLOAD = "upload"
 
 
 TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})

@@ -12,25 +12,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 import torch
 
 from worldgen.errors import UnsupportedHardware
+from worldgen.limits import Precision
+
+__all__ = ["Precision", "PrecisionChoice", "resolve_precision"]
 
 GIB = 1 << 30
 # A bf16 FLUX transformer (23.8 GB) plus activations for a 960×1920 panorama.
 _BF16_FULL_GIB = 30.0
-
-
-class Precision(StrEnum):
-    """Values match `worldgen.limits.PRECISION_MODES`."""
-
-    AUTO = "auto"
-    FP32 = "fp32"
-    BF16 = "bf16"
-    FP8_STORAGE = "fp8-storage"
-    FP8 = "fp8"
 
 
 @dataclass(frozen=True)
@@ -69,7 +61,7 @@ def resolve_precision(requested: Precision | str, device: torch.device) -> Preci
 def _auto(device: torch.device) -> PrecisionChoice:
     if device.type != "cuda":
         return PrecisionChoice(Precision.FP32, torch.float32, "CPU: float32 compute")
-    from worldgen.models.runtime import available_gpu_bytes
+    from worldgen.models.device import available_gpu_bytes
 
     free_gib = available_gpu_bytes(device) / GIB
     if free_gib >= _BF16_FULL_GIB:

@@ -17,6 +17,7 @@ from typing import TypeVar
 
 import torch
 
+from worldgen.models.device import default_device
 from worldgen.models.precision import Precision, PrecisionChoice, resolve_precision
 from worldgen.models.resolver import ModelResolver
 
@@ -115,18 +116,3 @@ def free_memory(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-
-
-def available_gpu_bytes(device: torch.device) -> int:
-    """Memory this process may still take on `device`: the driver's free memory, bounded by a
-    per-process cap (`torch.cuda.set_per_process_memory_fraction`) if one is set."""
-    index = device.index if device.index is not None else torch.cuda.current_device()  # "cuda" has none
-    free, total = torch.cuda.mem_get_info(index)
-    getter = getattr(torch.cuda, "get_per_process_memory_fraction", None)
-    fraction = getter(index) if getter else 1.0
-    reserved, allocated = torch.cuda.memory_reserved(index), torch.cuda.memory_allocated(index)
-    return max(0, min(free + reserved - allocated, int(fraction * total) - allocated))

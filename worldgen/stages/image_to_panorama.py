@@ -99,5 +99,5 @@ def image_to_panorama(
         condition=condition,
     )
     return PanoramaResult(
-        image=panorama, seed=spec.seed, settings=describe(spec, "image", true_cfg, LORA, fov_degrees=FOV_DEGREES)
+        image=panorama, settings=describe(spec, "image", true_cfg, LORA, fov_degrees=FOV_DEGREES)
     )

@@ -8,16 +8,7 @@ import numpy as np
 import torch
 
 from worldgen.errors import InvalidRequest
-from worldgen.limits import (
-    DEFAULT_HEIGHT,
-    DEFAULT_WIDTH,
-    MAX_HEIGHT,
-    MAX_PROMPT_CHARS,
-    MAX_STEPS,
-    MIN_HEIGHT,
-    STEP_CACHES,
-    VAE_MODES,
-)
+from worldgen.limits import DEFAULT_HEIGHT, DEFAULT_WIDTH
 from worldgen.models.flux import latents as L
 
 
@@ -44,52 +35,26 @@ class PanoramaSpec:
 class PanoramaResult:
     image: np.ndarray
     """(H, W, 3) uint8 RGB equirectangular panorama."""
-    seed: int
     settings: dict[str, object] = field(default_factory=dict)
 
 
 def validate_spec(spec: PanoramaSpec) -> None:
-    """Reject what the pipeline cannot do, with messages that name the field."""
-    if not spec.prompt.strip():
-        raise InvalidRequest("prompt must not be empty", details={"field": "prompt"})
-    if len(spec.prompt) > MAX_PROMPT_CHARS:
-        raise InvalidRequest(
-            f"prompt is {len(spec.prompt)} characters; at most {MAX_PROMPT_CHARS} are allowed",
-            details={"field": "prompt"},
-        )
-    if len(spec.negative_prompt) > MAX_PROMPT_CHARS:
-        raise InvalidRequest(
-            f"negative_prompt is longer than {MAX_PROMPT_CHARS} characters", details={"field": "negative_prompt"}
-        )
-    validate_size(spec.height, spec.width)
-    if not 1 <= spec.steps <= MAX_STEPS:
-        raise InvalidRequest(f"steps must be 1..{MAX_STEPS}, got {spec.steps}", details={"field": "steps"})
-    if not 0 <= spec.seed < 2**32:
-        raise InvalidRequest(f"seed must be 0..2^32-1, got {spec.seed}", details={"field": "seed"})
-    if spec.step_cache not in STEP_CACHES:
-        raise InvalidRequest(
-            f"step_cache must be one of {', '.join(STEP_CACHES)}; got {spec.step_cache!r}",
-            details={"field": "step_cache"},
-        )
-    if spec.vae_mode not in VAE_MODES:
-        raise InvalidRequest(
-            f"vae_mode must be one of {', '.join(VAE_MODES)}; got {spec.vae_mode!r}", details={"field": "vae_mode"}
-        )
-    if spec.true_cfg_scale is not None and not 0 <= spec.true_cfg_scale <= 20:
-        raise InvalidRequest("true_cfg_scale must be 0..20", details={"field": "true_cfg_scale"})
+    """Reject what the pipeline cannot do, with messages that name the field. The limits are the
+    world request's (one schema for every entry point); only the width is the stage's own."""
+    from pydantic import ValidationError
 
+    from worldgen.request import WorldRequest, validation_problems
 
-def validate_size(height: int, width: int) -> None:
-    if width != 2 * height:
+    if spec.width != 2 * spec.height:
         raise InvalidRequest(
-            f"a panorama is 2:1 (width = 2 × height); got {width}×{height}", details={"field": "width"}
+            f"a panorama is 2:1 (width = 2 × height); got {spec.width}×{spec.height}", details={"field": "width"}
         )
-    if height % 16 or width % 16:
-        raise InvalidRequest(
-            f"height and width must be multiples of 16; got {width}×{height}", details={"field": "height"}
-        )
-    if not MIN_HEIGHT <= height <= MAX_HEIGHT:
-        raise InvalidRequest(f"height must be {MIN_HEIGHT}..{MAX_HEIGHT}; got {height}", details={"field": "height"})
+    fields = ("prompt", "negative_prompt", "seed", "height", "steps", "guidance", "true_cfg_scale", "step_cache")
+    try:
+        WorldRequest.model_validate({name: getattr(spec, name) for name in (*fields, "vae_mode")})
+    except ValidationError as exc:
+        field, message = validation_problems(exc)[0]
+        raise InvalidRequest(f"{field}: {message}", details={"field": field}) from None
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

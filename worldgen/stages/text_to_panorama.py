@@ -54,5 +54,5 @@ def text_to_panorama(runtime: ModelRuntime, spec: PanoramaSpec, progress: Progre
         progress,
     )
     return PanoramaResult(
-        image=image, seed=spec.seed, settings=describe(spec, "text", true_cfg, LORA, lora_prefused=not loras)
+        image=image, settings=describe(spec, "text", true_cfg, LORA, lora_prefused=not loras)
     )

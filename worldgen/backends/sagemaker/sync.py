@@ -10,10 +10,11 @@ import logging
 from typing import Any
 
 from worldgen.backends.sagemaker.errors import backoff, is_capacity_failure
-from worldgen.container.contract import EXIT_OOM_KILLED, MANIFEST_FILE, exit_failure
+from worldgen.container.contract import EXIT_OOM_KILLED, exit_failure
 from worldgen.jobs import lifecycle
 from worldgen.jobs.state import JobStatus
 from worldgen.jobs.store import Job, JobStore, utcnow
+from worldgen.outputs import MANIFEST_FILE
 from worldgen.storage import keys
 from worldgen.storage.s3 import S3ArtifactStore
 

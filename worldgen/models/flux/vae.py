@@ -125,7 +125,7 @@ def choose_tile_rows(vae, h: int, w: int) -> int:
     """0 (full frame) if the decode fits the device's free memory, else a row-tile height."""
     if vae.device.type != "cuda":
         return 0
-    from worldgen.models.runtime import available_gpu_bytes
+    from worldgen.models.device import available_gpu_bytes
 
     free = available_gpu_bytes(vae.device)
     scale = (vae.config.block_out_channels[0] / 128) * (torch.finfo(vae.dtype).bits / 16)
