@@ -16,7 +16,6 @@ DEFAULT_PRICES = {
     "ml.g6.4xlarge": 1.658,
     "ml.g6e.2xlarge": 2.808,
     "ml.g6e.4xlarge": 3.761,
-    "ml.p4d.24xlarge": 37.688,
 }
 
 

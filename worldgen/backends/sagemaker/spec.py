@@ -15,6 +15,7 @@ from typing import Any
 
 from worldgen.errors import WorldgenError
 from worldgen.models.registry import MODELS
+from worldgen.storage import keys
 
 CONTAINER_ENTRYPOINT = ["worldgen", "container", "run"]
 """The image's ENTRYPOINT (docker/Dockerfile) and what the local worker runs."""
@@ -79,17 +80,16 @@ class JobSettings:
     environment: dict[str, str]
 
 
-def run_prefix(settings: JobSettings, name: str) -> str:
-    return f"{settings.storage_prefix}runs/{name}/"
-
-
 def build_request(settings: JobSettings, job_id: str, attempt: int, upload_keys: dict[str, str]) -> dict[str, Any]:
     """`upload_keys`: upload id → its storage key prefix (`uploads/{id}/`)."""
     name = job_name(job_id, attempt)
     bucket = settings.storage_bucket
-    prefix = run_prefix(settings, name)
     inputs: list[dict[str, Any]] = [
-        _input("request", f"s3://{bucket}/{prefix}request/", f"{ROOT}/input/request"),
+        _input(
+            "request",
+            f"s3://{bucket}/{settings.storage_prefix}{keys.run_request_prefix(name)}",
+            f"{ROOT}/input/request",
+        ),
         _input("models", settings.models_url.rstrip("/") + "/", f"{ROOT}/input/models"),
     ]
     for upload_id, key_prefix in sorted(upload_keys.items()):
@@ -118,7 +118,7 @@ def build_request(settings: JobSettings, job_id: str, attempt: int, upload_keys:
                 {
                     "OutputName": "world",
                     "S3Output": {
-                        "S3Uri": f"s3://{bucket}/{prefix}world/",
+                        "S3Uri": f"s3://{bucket}/{settings.storage_prefix}{keys.run_output_prefix(name)}",
                         "LocalPath": f"{ROOT}/output/world",
                         "S3UploadMode": "Continuous",
                     },
