@@ -76,7 +76,7 @@ class Settings(BaseSettings):
         return os.environ.get("HF_TOKEN") or None
 
 
-def open_storage(url: str):  # type: ignore[no-untyped-def]
+def open_storage(url: str):
     """An artifact store for a storage URL: a local directory (default) or s3://bucket/prefix."""
     if url.startswith("s3://"):
         from worldgen.storage.s3 import S3ArtifactStore

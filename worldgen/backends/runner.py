@@ -10,7 +10,7 @@ from worldgen.jobs.store import JobStore
 from worldgen.storage.base import ArtifactStore
 
 
-def build_local_worker(settings: Settings, store: JobStore, storage: ArtifactStore):  # type: ignore[no-untyped-def]
+def build_local_worker(settings: Settings, store: JobStore, storage: ArtifactStore):
     from worldgen.backends.local import LocalWorker, WorkerConfig
 
     config = WorkerConfig(
@@ -25,7 +25,7 @@ def build_local_worker(settings: Settings, store: JobStore, storage: ArtifactSto
     return LocalWorker(store, storage, config)
 
 
-def build_backend(settings: Settings, store: JobStore, storage: ArtifactStore):  # type: ignore[no-untyped-def]
+def build_backend(settings: Settings, store: JobStore, storage: ArtifactStore):
     """The configured backend's loop object (it has `run(stop)`)."""
     if settings.backend == "local":
         return build_local_worker(settings, store, storage)

@@ -64,6 +64,6 @@ def _run(args: argparse.Namespace) -> int:
             manifest = generate_world(request, runtime, args.out, progress, inputs, until=args.stage)
     for warning in progress.warnings:
         print(f"warning: {warning}")
-    files = ", ".join(f["name"] for f in manifest["files"])
-    print(f"wrote {files} and manifest.json to {args.out} (seed {request.seed}, {runtime.precision.mode.value})")
+    names = ", ".join(f["name"] for f in manifest["files"])
+    print(f"wrote {names} and manifest.json to {args.out} (seed {request.seed}, {runtime.precision.mode.value})")
     return 0

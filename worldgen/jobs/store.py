@@ -9,6 +9,7 @@ writer, so two workers never take the same job.
 from __future__ import annotations
 
 import base64
+import builtins
 import json
 import uuid
 from collections.abc import Iterator, Sequence
@@ -210,7 +211,7 @@ class JobStore:
         next_cursor = encode_cursor(jobs[-1]) if len(rows) > limit else None
         return jobs, next_cursor
 
-    def changed_since(self, since: datetime, limit: int = 500) -> list[Job]:
+    def changed_since(self, since: datetime, limit: int = 500) -> builtins.list[Job]:
         """Jobs updated at or after `since` (deleted ones included: a stream must see deletions)."""
         query = select(JobRow).where(JobRow.updated_at >= since).order_by(JobRow.updated_at).limit(limit)
         with self._session() as session:
@@ -223,7 +224,7 @@ class JobStore:
             counts.update({status: count for status, count in session.execute(query)})
             return counts
 
-    def finished_timings(self, limit: int = 1000) -> list[dict[str, float]]:
+    def finished_timings(self, limit: int = 1000) -> builtins.list[dict[str, float]]:
         query = (
             select(JobRow.timings)
             .where(JobRow.status == JobStatus.SUCCEEDED.value)
@@ -252,7 +253,7 @@ class JobStore:
                     .values(**values)
                     .execution_options(synchronize_session=False)
                 )
-            if result.rowcount == 1:
+            if getattr(result, "rowcount", 0) == 1:  # an UPDATE's CursorResult
                 return self.get(job_id)
         raise RuntimeError(f"job {job_id}: too much contention updating it")
 
@@ -409,7 +410,7 @@ class JobStore:
             row = session.scalar(query)
             return Job.from_row(row) if row else None
 
-    def active_jobs(self, backend: str | None = None) -> list[Job]:
+    def active_jobs(self, backend: str | None = None) -> builtins.list[Job]:
         query = select(JobRow).where(
             JobRow.status.in_([JobStatus.STARTING.value, JobStatus.RUNNING.value, JobStatus.CANCELING.value])
         )
@@ -418,7 +419,7 @@ class JobStore:
         with self._session() as session:
             return [Job.from_row(r) for r in session.scalars(query)]
 
-    def expired_artifacts(self, older_than: datetime) -> list[Job]:
+    def expired_artifacts(self, older_than: datetime) -> builtins.list[Job]:
         """Finished jobs whose artifacts are due for removal under the retention policy."""
         query = select(JobRow).where(
             JobRow.status.in_([s.value for s in TERMINAL]),

@@ -17,7 +17,7 @@ from worldgen.storage.s3 import MULTIPART_CHUNK, MULTIPART_THRESHOLD, parse_s3_u
 SET_MARKER = "worldgen-models.json"
 
 
-def mirror(resolver: ModelResolver, url: str, names: list[str] | None = None, client=None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def mirror(resolver: ModelResolver, url: str, names: list[str] | None = None, client=None) -> dict[str, Any]:
     """Upload each model's folder (fetching it first if the resolver may download). Files already
     in S3 with the same size are skipped, so a mirror can be resumed."""
     from boto3.s3.transfer import TransferConfig
@@ -47,7 +47,7 @@ def mirror(resolver: ModelResolver, url: str, names: list[str] | None = None, cl
     return marker
 
 
-def _remote_size(client, bucket: str, key: str) -> int | None:  # type: ignore[no-untyped-def]
+def _remote_size(client, bucket: str, key: str) -> int | None:
     from botocore.exceptions import ClientError
 
     try:
@@ -56,7 +56,7 @@ def _remote_size(client, bucket: str, key: str) -> int | None:  # type: ignore[n
         return None
 
 
-def models_gb(url: str, client=None) -> float | None:  # type: ignore[no-untyped-def]
+def models_gb(url: str, client=None) -> float | None:
     """Total size recorded by `mirror` at `url`, in GB (None if there is no marker)."""
     from botocore.exceptions import ClientError
 

@@ -34,6 +34,8 @@ SKY_NEGATIVE = (
     "object, text, defocus, pure color, low-res, blur, pixelation, foggy, noise, mosaic, artifacts, "
     "low-contrast, low-quality, blurry, tree, grass, plant, ground, land, mountain, building, lake, river, sea, ocean"
 )
+# The reference's strings verbatim, missing spaces ("rock,building", "sink,ceramic") included: they
+# change the T5/CLIP tokens. The labels of the removed objects are appended as ", a, b".
 SCENE_NEGATIVE = {
     "outdoor": "object, chair, tree, plant, flower, grass, stone, rock,building, hill, house, tower, light, lamp, "
     "low-resolution, blur, mosaic, people",
@@ -68,7 +70,7 @@ class Inpainter:
         self,
         runtime: ModelRuntime,
         transformer,
-        adapters: LoraAdapters,  # type: ignore[no-untyped-def]
+        adapters: LoraAdapters,
         embeddings: dict[str, TextEmbeddings],
         steps: int,
         seed: int,
@@ -137,7 +139,7 @@ def inpainter(
     adapters = {name: read_lora(runtime.path(model), name) for name, model in ADAPTERS.items()}
     repo = runtime.path(BASE_MODEL)
 
-    def load():  # type: ignore[no-untyped-def]
+    def load():
         return load_transformer(repo, device=runtime.device, precision=runtime.precision)
 
     with runtime.hold(f"{BASE_MODEL}:transformer", "flux-transformer", load) as transformer:

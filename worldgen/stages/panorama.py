@@ -69,15 +69,15 @@ def effective_true_cfg(spec: PanoramaSpec, default: float) -> float:
 
 
 def generate(
-    runtime,  # type: ignore[no-untyped-def]
+    runtime,
     model: str,
     spec: PanoramaSpec,
     noise: torch.Tensor,
-    text,  # type: ignore[no-untyped-def]
-    negative,  # type: ignore[no-untyped-def]
+    text,
+    negative,
     true_cfg: float,
-    loras: list,  # type: ignore[type-arg]
-    progress,  # type: ignore[no-untyped-def]
+    loras: list,
+    progress,
     condition: torch.Tensor | None = None,
 ) -> np.ndarray:
     """The part both panorama stages share: load the transformer (LoRAs fused while it streams
@@ -99,7 +99,7 @@ def generate(
     )
     progress.update("loading_models", 0.5, "transformer")
 
-    def load():  # type: ignore[no-untyped-def]
+    def load():
         return load_transformer(repo, device=runtime.device, precision=runtime.precision, fuse=loras)
 
     with runtime.hold(f"{model}:transformer", "flux-transformer", load) as transformer:

@@ -30,7 +30,7 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     return parsed.netloc, f"{prefix}/" if prefix else ""
 
 
-def s3_client():  # type: ignore[no-untyped-def]
+def s3_client():
     import boto3
     from botocore.config import Config
 
@@ -38,7 +38,7 @@ def s3_client():  # type: ignore[no-untyped-def]
 
 
 class S3ArtifactStore:
-    def __init__(self, url: str, client=None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, url: str, client=None) -> None:
         self.bucket, self.prefix = parse_s3_url(url)
         self.client = client or s3_client()
 

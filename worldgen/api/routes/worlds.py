@@ -24,7 +24,7 @@ router = APIRouter(prefix="/v1/worlds", tags=["worlds"])
 def live_job(state: AppState, world_id: str) -> Job:
     """The job, or 404 if unknown and 410 if deleted."""
     job = state.store.get(world_id)
-    if job.deleted:
+    if job.deleted_at is not None:
         raise ApiError(410, "gone", f"world {world_id} was deleted", {"deleted_at": job.deleted_at.isoformat()})
     return job
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import torch
 from safetensors.torch import save_file
@@ -20,10 +21,12 @@ def lora_targets(transformer: torch.nn.Module) -> dict[str, torch.nn.Linear]:
     """The linear modules of a FLUX transformer that a HunyuanWorld LoRA adapts."""
     modules = dict(transformer.named_modules())
     targets: dict[str, torch.nn.Linear] = {}
-    for index in range(len(transformer.transformer_blocks)):
+    double = cast(torch.nn.ModuleList, transformer.get_submodule("transformer_blocks"))
+    single = cast(torch.nn.ModuleList, transformer.get_submodule("single_transformer_blocks"))
+    for index in range(len(double)):
         for suffix in DOUBLE_BLOCK_TARGETS:
             targets[f"transformer_blocks.{index}.{suffix}"] = modules[f"transformer_blocks.{index}.{suffix}"]
-    for index in range(len(transformer.single_transformer_blocks)):
+    for index in range(len(single)):
         for suffix in SINGLE_BLOCK_TARGETS:
             name = f"single_transformer_blocks.{index}.{suffix}"
             targets[name] = modules[name]

@@ -8,6 +8,7 @@ the fusion downstream see valid geometry.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -39,8 +40,11 @@ def tiny_moge(generator: torch.Generator) -> MoGeModel:
 def wire_points_to_uv(model: MoGeModel) -> MoGeModel:
     """Make a random-weight MoGe (any size) predict a noisy plane at depth ≈ 1 with mostly valid
     pixels, so fusion and meshing downstream work on plausible geometry."""
+    points, mask = (cast(torch.nn.Sequential, head) for head in model.head.output_block)  # points, mask heads
+    first, last = cast(torch.nn.Conv2d, points[0]), cast(torch.nn.Conv2d, points[-1])
+    mask_out = cast(torch.nn.Conv2d, mask[-1])
+    assert first.bias is not None and last.bias is not None and mask_out.bias is not None
     with torch.no_grad():
-        first, last = model.head.output_block[0][0], model.head.output_block[0][-1]
         channels = first.in_channels - 2  # the last two input channels are the UV map
         focal = focal_from_fov(90.0, 1.0)
         for axis in (0, 1):  # hidden channel `axis` = uv[axis] + 1 (positive, so ReLU passes it)
@@ -52,7 +56,7 @@ def wire_points_to_uv(model: MoGeModel) -> MoGeModel:
             last.bias[axis] = -1.0 / focal
         last.weight[2] *= 0.1  # log z ≈ 0
         last.bias[2] = 0.0
-        model.head.output_block[1][-1].bias.fill_(2.0)  # mostly valid pixels
+        mask_out.bias.fill_(2.0)  # mostly valid pixels
     return model
 
 

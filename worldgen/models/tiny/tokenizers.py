@@ -65,8 +65,10 @@ def _t5_pieces() -> list[tuple[str, float]]:
     pieces += [("▁" + word, -2.5) for word in ("a", "the", "of", "sky", "sea", "city", "forest", "room")]
     pieces += [("▁" + c, -3.0) for c in chars]
     pieces += [(c, -4.0) for c in chars]
-    seen: set[str] = set()
-    return [p for p in pieces if not (p[0] in seen or seen.add(p[0]))]
+    first: dict[str, tuple[str, float]] = {}
+    for piece in pieces:
+        first.setdefault(piece[0], piece)  # a piece keeps its first (highest) score
+    return list(first.values())
 
 
 def write_t5_tokenizer(folder: Path) -> int:
