@@ -21,7 +21,9 @@ FLUX_FILES = [
     "text_encoder/config.json",
     "text_encoder/model.safetensors",
     "text_encoder_2/config.json",
-    "text_encoder_2/model.safetensors",
+    "text_encoder_2/model-00001-of-00002.safetensors",
+    "text_encoder_2/model-00002-of-00002.safetensors",
+    "text_encoder_2/model.safetensors.index.json",
     "tokenizer/merges.txt",
     "tokenizer/special_tokens_map.json",
     "tokenizer/tokenizer_config.json",
@@ -31,7 +33,10 @@ FLUX_FILES = [
     "tokenizer_2/tokenizer.json",
     "tokenizer_2/tokenizer_config.json",
     "transformer/config.json",
-    "transformer/diffusion_pytorch_model.safetensors",
+    "transformer/diffusion_pytorch_model-00001-of-00003.safetensors",
+    "transformer/diffusion_pytorch_model-00002-of-00003.safetensors",
+    "transformer/diffusion_pytorch_model-00003-of-00003.safetensors",
+    "transformer/diffusion_pytorch_model.safetensors.index.json",
     "vae/config.json",
     "vae/diffusion_pytorch_model.safetensors",
 ]
@@ -126,6 +131,71 @@ def test_diffusers_reads_the_folders(tiny_models: Path) -> None:
         str(tiny_models / "tencent/HunyuanWorld-1/HunyuanWorld-PanoDiT-Text"), weight_name="lora.safetensors"
     )
     assert dev.transformer.peft_config  # diffusers' FLUX LoRA loader accepted our key format
+
+
+SHARDED = [("transformer", "diffusion_pytorch_model.safetensors", 3), ("text_encoder_2", "model.safetensors", 2)]
+
+
+def _sharded_tensors(folder: Path, weights_name: str) -> dict[str, torch.Tensor]:
+    """Every tensor of a sharded checkpoint, read shard by shard (a tensor in two shards fails)."""
+    from safetensors import safe_open
+
+    tensors: dict[str, torch.Tensor] = {}
+    for shard in sorted(folder.glob(weights_name.replace(".safetensors", "-*-of-*.safetensors"))):
+        with safe_open(str(shard), framework="pt") as handle:
+            keys = handle.keys()
+            assert not set(keys) & set(tensors), f"{shard.name} repeats tensors of an earlier shard"
+            tensors |= {key: handle.get_tensor(key) for key in keys}
+    return tensors
+
+
+@pytest.mark.parametrize("model", ["flux-dev", "flux-fill"])
+@pytest.mark.parametrize(("part", "weights_name", "shards"), SHARDED)
+def test_sharded_like_the_hub(tiny_models: Path, model: str, part: str, weights_name: str, shards: int) -> None:
+    """The hub stores FLUX transformers and T5 sharded: files named `{stem}-0000i-of-0000n`, an index whose
+    weight map names each tensor's shard exactly once and whose total_size counts the tensor bytes."""
+    from safetensors import safe_open
+
+    folder = tiny_models / MODELS[model].relative_dir / part
+    index = json.loads((folder / f"{weights_name}.index.json").read_text())
+    stem = weights_name.removesuffix(".safetensors")
+    names = {f"{stem}-{i:05d}-of-{shards:05d}.safetensors" for i in range(1, shards + 1)}
+    assert not (folder / weights_name).exists()
+    assert set(index["weight_map"].values()) == names
+    for name in names:
+        with safe_open(str(folder / name), framework="pt") as handle:
+            assert set(handle.keys()) == {k for k, v in index["weight_map"].items() if v == name}
+    tensors = _sharded_tensors(folder, weights_name)
+    assert tensors.keys() == index["weight_map"].keys()
+    assert index["metadata"]["total_size"] == sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+@pytest.mark.parametrize("model", ["flux-dev", "flux-fill"])
+def test_sharded_folders_load_identically(tiny_models: Path, model: str) -> None:
+    """Our streaming loader, diffusers' pipeline loader and the T5 loader all read the shards to the same weights."""
+    from diffusers import FluxFillPipeline, FluxPipeline
+    from transformers import T5EncoderModel
+
+    from worldgen.models.flux.transformer import load_transformer
+    from worldgen.models.precision import Precision, PrecisionChoice
+
+    repo = tiny_models / MODELS[model].relative_dir
+    pipeline = FluxFillPipeline if model == "flux-fill" else FluxPipeline
+    pipe = pipeline.from_pretrained(repo, torch_dtype=torch.float32)
+    fp32 = PrecisionChoice(Precision.FP32, torch.float32, "test")
+    ours = load_transformer(repo, device=torch.device("cpu"), precision=fp32).state_dict()
+    raw = _sharded_tensors(repo / "transformer", "diffusion_pytorch_model.safetensors")
+    theirs = pipe.transformer.state_dict()
+    assert ours.keys() == theirs.keys() == raw.keys()
+    assert all(torch.equal(ours[k], theirs[k]) and torch.equal(ours[k], raw[k].float()) for k in raw)
+
+    t5 = T5EncoderModel.from_pretrained(repo / "text_encoder_2", dtype=torch.bfloat16).state_dict()  # as text.py
+    raw = _sharded_tensors(repo / "text_encoder_2", "model.safetensors")
+    assert raw and raw.keys() <= t5.keys() <= raw.keys() | {"encoder.embed_tokens.weight", "shared.weight"}
+    assert all(torch.equal(t5[k], raw[k]) for k in raw)
+    assert torch.equal(t5["encoder.embed_tokens.weight"], t5["shared.weight"])
+    piped = pipe.text_encoder_2.state_dict()
+    assert all(torch.equal(piped[k], raw[k].float()) for k in raw)
 
 
 def test_tokenizer_files_agree(tiny_models: Path) -> None:

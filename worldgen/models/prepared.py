@@ -21,7 +21,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from worldgen.models.flux.lora import read_lora
+from worldgen.models.flux.lora import apply_deltas, fusion_deltas, read_lora
 from worldgen.models.flux.transformer import WEIGHTS, weight_index
 from worldgen.models.precision import Precision, PrecisionChoice, finalize_block
 from worldgen.models.registry import FLUX_FOLDERS, MODELS
@@ -58,7 +58,7 @@ def write_shards(tensors: Iterator[tuple[str, torch.Tensor]], folder: Path) -> N
     """Stream (name, tensor) pairs into diffusers-style shards of about SHARD_BYTES plus the index."""
     folder.mkdir(parents=True, exist_ok=True)
     shard: dict[str, torch.Tensor] = {}
-    size, names = 0, []
+    size, total_bytes, names = 0, 0, []
     written: list[tuple[str, list[str]]] = []
 
     def flush() -> None:
@@ -72,18 +72,19 @@ def write_shards(tensors: Iterator[tuple[str, torch.Tensor]], folder: Path) -> N
     for key, tensor in tensors:
         shard[key] = tensor
         names.append(key)
-        size += tensor.numel() * tensor.element_size()
+        nbytes = tensor.numel() * tensor.element_size()
+        size, total_bytes = size + nbytes, total_bytes + nbytes
         if size >= SHARD_BYTES:
             flush()
     flush()
     total = len(written)
-    weight_map = {}
-    for index, (name, keys) in enumerate(written):
-        final = f"diffusion_pytorch_model-{index + 1:05d}-of-{total:05d}.safetensors"
+    weight_map: dict[str, str] = {}
+    for number, (name, keys) in enumerate(written, start=1):
+        final = f"diffusion_pytorch_model-{number:05d}-of-{total:05d}.safetensors"
         (folder / name).rename(folder / final)
         weight_map |= dict.fromkeys(keys, final)
-    index = {"metadata": {"total_size": 0}, "weight_map": dict(sorted(weight_map.items()))}
-    (folder / f"{WEIGHTS}.index.json").write_text(json.dumps(index, indent=2) + "\n")
+    index_json = {"metadata": {"total_size": total_bytes}, "weight_map": dict(sorted(weight_map.items()))}
+    (folder / f"{WEIGHTS}.index.json").write_text(json.dumps(index_json, indent=2) + "\n")
 
 
 def prepare_transformer(repo: Path, target: Path, loras: list[Path]) -> None:
@@ -91,21 +92,18 @@ def prepare_transformer(repo: Path, target: Path, loras: list[Path]) -> None:
     source = repo / "transformer"
     index = weight_index(source)
     cast = fp8_parameters(repo)
-    factors: dict[str, list] = {}
-    for lora in (read_lora(path) for path in loras):
-        for name, factor in lora.factors.items():
-            factors.setdefault(name, []).append(factor)
+    shapes: dict[str, torch.Size] = {}
+    for file in sorted(set(index.values())):
+        with safe_open(str(file), framework="pt") as handle:
+            keys = handle.keys()
+            shapes |= {key: torch.Size(handle.get_slice(key).get_shape()) for key in keys}
+    deltas = fusion_deltas([read_lora(path) for path in loras], shapes)
 
     def tensors() -> Iterator[tuple[str, torch.Tensor]]:
         for file in sorted(set(index.values())):
             with safe_open(str(file), framework="pt") as handle:
                 for key in sorted(k for k, f in index.items() if f == file):
-                    tensor = handle.get_tensor(key)
-                    if key in factors:
-                        tensor = tensor.to(torch.float32)
-                        for factor in factors[key]:
-                            tensor += factor.delta(tensor.device)
-                    tensor = tensor.to(torch.bfloat16)
+                    tensor = apply_deltas(handle.get_tensor(key), deltas.get(key, ())).to(torch.bfloat16)
                     yield key, tensor.to(STORAGE_DTYPE) if key in cast else tensor
 
     target_folder = target / "transformer"

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from worldgen.models.flux.lora import LoraWeights
+from worldgen.models.flux.lora import LoraWeights, apply_deltas, fusion_deltas
 from worldgen.models.precision import PrecisionChoice, finalize_block
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -51,19 +51,15 @@ def load_transformer(
     with init_empty_weights():
         model = FluxTransformer2DModel.from_config(FluxTransformer2DModel.load_config(folder))
     index = weight_index(folder)
-    expected = set(model.state_dict())
+    shapes = {name: tensor.shape for name, tensor in model.state_dict().items()}
+    expected = set(shapes)
     if set(index) != expected:
         missing, extra = sorted(expected - set(index)), sorted(set(index) - expected)
         raise ValueError(
             f"{folder} does not match FluxTransformer2DModel: {len(missing)} missing tensors "
             f"(e.g. {missing[:3]}), {len(extra)} unexpected (e.g. {extra[:3]})"
         )
-    factors = defaultdict(list)
-    for lora in fuse:
-        for name, factor in lora.factors.items():
-            if name not in expected:
-                raise ValueError(f"LoRA {lora.name!r} adapts {name!r}, which this transformer does not have")
-            factors[name].append(factor)
+    deltas = fusion_deltas(fuse, shapes)
 
     units: dict[str, list[str]] = defaultdict(list)
     for key in index:
@@ -77,11 +73,7 @@ def load_transformer(
         }
         for unit in sorted(units, key=_unit_order):
             for key in units[unit]:
-                tensor = handles[index[key]].get_tensor(key)
-                if key in factors:
-                    tensor = tensor.to(torch.float32)
-                    for factor in factors[key]:
-                        tensor += factor.delta(tensor.device)
+                tensor = apply_deltas(handles[index[key]].get_tensor(key), deltas.get(key, ()))
                 _assign(model, key, tensor.to(dtype=precision.compute_dtype))
             if unit:
                 finalize_block(modules[unit], precision)

@@ -1,9 +1,10 @@
 """Tiny FLUX.1-dev / FLUX.1-Fill-dev twins: the real diffusers folder layout with shrunken widths.
 
-Every convention the runtime depends on is kept: 16 latent channels and an 8× VAE with FLUX's
-scaling/shift factors, 64 packed transformer input channels (Fill: 384 in, 64 out), guidance
-embedding, 3-axis RoPE, T5 (512 tokens) + CLIP (77 tokens, pooled) text encoders, and the real
-scheduler configuration. Only widths, depths and head sizes shrink.
+Every convention the runtime depends on is kept: the hub's files (transformer and T5 sharded with
+an index), 16 latent channels and an 8× VAE with FLUX's scaling/shift factors, 64 packed
+transformer input channels (Fill: 384 in, 64 out), guidance embedding, 3-axis RoPE, T5 (512
+tokens) + CLIP (77 tokens, pooled) text encoders, and the real scheduler configuration. Only
+widths, depths and head sizes shrink.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import torch
 
 from worldgen.models.tiny.random import randomize
+from worldgen.models.tiny.serialization import shard_safetensors
 from worldgen.models.tiny.tokenizers import write_clip_tokenizer, write_t5_tokenizer
 
 # Real FLUX.1-dev scheduler configuration (scheduler/scheduler_config.json).
@@ -31,6 +33,9 @@ FLUX_SCHEDULER_CONFIG = {
 TEXT_DIM = 32
 POOLED_DIM = 32
 WEIGHT_DTYPE = torch.bfloat16  # the real checkpoints are bf16
+# Shard counts of the published FLUX.1-dev / FLUX.1-Fill-dev folders.
+TRANSFORMER_SHARDS = 3
+T5_SHARDS = 2
 
 
 def _model_index(pipeline_class: str) -> dict[str, object]:
@@ -107,6 +112,7 @@ def write_flux_folder(folder: Path, *, fill: bool, seed: int) -> None:
     transformer = FluxTransformer2DModel(**tiny_transformer_config(384 if fill else 64, 64 if fill else None))
     randomize(transformer, _seeded(seed, 1 + int(fill)))
     transformer.to(WEIGHT_DTYPE).save_pretrained(folder / "transformer")
+    shard_safetensors(folder / "transformer", "diffusion_pytorch_model.safetensors", TRANSFORMER_SHARDS)
 
     vae = AutoencoderKL(**tiny_vae_config())
     randomize(vae, _seeded(seed, 3), std=0.2)
@@ -147,3 +153,4 @@ def write_flux_folder(folder: Path, *, fill: bool, seed: int) -> None:
     )
     randomize(t5, _seeded(seed, 5), std=0.2)
     t5.to(WEIGHT_DTYPE).save_pretrained(folder / "text_encoder_2")
+    shard_safetensors(folder / "text_encoder_2", "model.safetensors", T5_SHARDS)

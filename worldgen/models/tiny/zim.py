@@ -41,7 +41,7 @@ class TinyDecoder(nn.Module):
         self.from_embedding = nn.Conv2d(256, 4, 1)
         self.iou = nn.Linear(4, 4)
 
-    def forward(self, feat_d0, feat_d1, feat_d2, embeddings, attn_mask, point_coords, point_labels):  # type: ignore[no-untyped-def]
+    def forward(self, feat_d0, feat_d1, feat_d2, embeddings, attn_mask, point_coords, point_labels):
         batch = attn_mask.shape[0]
         context = feat_d0.mean() + feat_d1.mean() + feat_d2.mean() + point_coords.mean() + point_labels.mean()
         texture = self.from_embedding(embeddings).expand(batch, -1, -1, -1)  # (B, 4, 64, 64)
