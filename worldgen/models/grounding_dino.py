@@ -1,4 +1,9 @@
-"""Open-vocabulary detection with Grounding DINO tiny (transformers)."""
+"""Open-vocabulary detection with Grounding DINO tiny (transformers).
+
+On a GPU the forward pass and its post-processing run under a bf16 autocast: the reference's
+LayerDecomposition enters `torch.autocast("cuda", bfloat16)` and never leaves it, so its detector
+scores and boxes (and so the 0.3 / 0.35 thresholds) are those of a bf16 forward.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +20,10 @@ TEXT_THRESHOLD = 0.3
 
 @dataclass(frozen=True)
 class Detections:
-    boxes: np.ndarray  # (K, 4) x0, y0, x1, y1 in input pixels
-    scores: np.ndarray  # (K,)
+    boxes: np.ndarray  # (K, 4) float32 x0, y0, x1, y1 in input pixels
+    scores: np.ndarray  # (K,) float32
     labels: list[str]
+    """The phrase decoded for each box (what the reference writes as the label)."""
 
 
 class GroundingDino:
@@ -34,27 +40,20 @@ class GroundingDino:
         text = ". ".join(labels) + "."
         height, width = image.shape[:2]
         inputs = self.processor(images=Image.fromarray(image), text=text, return_tensors="pt").to(self.device)
-        outputs = self.model(**inputs)
-        result = self.processor.post_process_grounded_object_detection(
-            outputs,
-            inputs.input_ids,
-            threshold=BOX_THRESHOLD,
-            text_threshold=TEXT_THRESHOLD,
-            target_sizes=[(height, width)],
-        )[0]
-        names = [_match_label(raw, labels) for raw in result["text_labels"]]
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            outputs = self.model(**inputs)
+            result = self.processor.post_process_grounded_object_detection(
+                outputs,
+                inputs.input_ids,
+                threshold=BOX_THRESHOLD,
+                text_threshold=TEXT_THRESHOLD,
+                target_sizes=[(height, width)],
+            )[0]
         return Detections(
-            result["boxes"].float().cpu().numpy().reshape(-1, 4), result["scores"].float().cpu().numpy(), names
+            result["boxes"].float().cpu().numpy().reshape(-1, 4),
+            result["scores"].float().cpu().numpy(),
+            list(result["text_labels"]),
         )
 
     def release(self) -> None:
         self.model.to("meta")
-
-
-def _match_label(raw: str, labels: list[str]) -> str:
-    """The requested label a detection's phrase refers to (phrases can carry extra tokens)."""
-    phrase = raw.lower().replace("[sep]", "").strip(" .")
-    for label in labels:
-        if label.lower() in phrase or phrase in label.lower():
-            return label
-    return phrase or labels[0]

@@ -39,6 +39,15 @@ class LayerRequest:
         return bool(self.labels.get(layer) or self.objects.get(layer))
 
 
+def removed_labels(request: LayerRequest, layer: str) -> list[str]:
+    """What a layer's pass removes, for its negative prompt: the reference appends the requested
+    labels; explicit boxes (ours only) name theirs, each once."""
+    objects = request.objects.get(layer) or []
+    if objects:
+        return list(dict.fromkeys(str(o["label"]) for o in objects))
+    return list(request.labels.get(layer) or [])
+
+
 @dataclass
 class LayeredImages:
     """Everything the world composition needs, at the super-resolved size (2H × 2W)."""
@@ -53,7 +62,6 @@ class LayeredImages:
     """(2H, 2W) bool, True = sky (outdoor only)."""
     sky_sr: np.ndarray | None = None
     """The sky panorama (ground painted over), super-resolved."""
-    files: list[Path] = field(default_factory=list)
 
     def mask(self, layer: str) -> np.ndarray | None:
         instances = self.instances.get(layer)
@@ -68,9 +76,8 @@ def decompose(
     progress.update("layers", 0.0, "super-resolution")
     (full_sr,) = super_resolve(runtime, [panorama], progress)
     result = LayeredImages(full=panorama, full_sr=full_sr)
-    Image.fromarray(full_sr).save(out_dir / "full_image_sr.png")
-    result.files.append(out_dir / "full_image_sr.png")
-    passes = [scene_pass(n, request.scene, request.labels.get(n, [])) for n in ("fg1", "fg2") if request.wants(n)]
+    _save(out_dir / "full_image_sr.png", full_sr)
+    passes = [scene_pass(n, request.scene, removed_labels(request, n)) for n in ("fg1", "fg2") if request.wants(n)]
     if outdoor:
         passes.append(sky_pass())
     if not passes:
@@ -91,7 +98,7 @@ def decompose(
             progress.update("layers", 0.1 + 0.3 * index, f"{layer}: finding objects")
             instances = find_objects(runtime, current, current_sr, request, layer)
             result.instances[layer] = instances
-            result.files += seg.write_layer_files(out_dir, layer, instances, full_sr.shape[:2])
+            seg.write_layer_files(out_dir, layer, instances, full_sr.shape[:2])
             if not instances:
                 progress.warn(f"{layer}: no object found for {request.labels.get(layer) or 'the given boxes'}")
                 continue
@@ -101,8 +108,8 @@ def decompose(
             current = painter.run(spec, current, mask, progress)
             (current_sr,) = super_resolve(runtime, [current], progress)
             result.removed[layer], result.removed_sr[layer] = current, current_sr
-            Image.fromarray(current).save(out_dir / f"remove_{layer}_image.png")
-            result.files.append(out_dir / f"remove_{layer}_image.png")
+            _save(out_dir / f"remove_{layer}_image.png", current)
+            _save(out_dir / f"remove_{layer}_image_sr.png", current_sr)
         if outdoor:
             progress.update("layers", 0.75, "sky")
             paint_sky(runtime, painter, current, current_sr, result, out_dir, progress)
@@ -139,7 +146,7 @@ def find_objects(
     ) as zim:
         zim.set_image(padded_sr)
         masks = zim.box_masks(boxes)
-    return seg.postprocess(labels, scores, boxes, masks, pad_sr, image_sr.shape[1])
+    return seg.postprocess(labels, scores, boxes, masks, pad_sr)
 
 
 def paint_sky(
@@ -151,7 +158,9 @@ def paint_sky(
     out_dir: Path,
     progress: Progress,
 ) -> None:
-    """Detect the sky, then paint the ground over with sky (the Sky adapter) for the sky layer."""
+    """Detect the sky, then paint the ground over with sky (the Sky adapter) for the sky layer.
+    Like the reference, sky boxes whose mattes come out empty still give a sky panorama (painted
+    everywhere); sky_mask.png is white where there is NO sky, the region painted over."""
     with runtime.hold(
         "grounding-dino:model", "grounding-dino", lambda: GroundingDino(runtime.path("grounding-dino"), runtime.device)
     ) as detector:
@@ -167,13 +176,16 @@ def paint_sky(
         masks = zim.box_masks(boxes)
     sky = seg.sky_mask(masks, image_sr.shape[:2])
     if not sky.any():
-        progress.warn("the sky mask is empty: the world has no sky layer")
-        return
+        progress.warn("the sky mask is empty: the sky layer is painted over the whole panorama")
     result.sky = sky
-    Image.fromarray((sky * 255).astype(np.uint8)).save(out_dir / "sky_mask.png")
+    _save(out_dir / "sky_mask.png", np.where(sky, 0, 255).astype(np.uint8))
     height, width = image.shape[:2]
     mask = seg.to_panorama_size(seg.sky_inpaint_mask(sky), height, width)
     sky_image = painter.run(sky_pass(), image, mask, progress)
     (result.sky_sr,) = super_resolve(runtime, [sky_image], progress)
-    Image.fromarray(sky_image).save(out_dir / "sky_image.png")
-    result.files += [out_dir / "sky_mask.png", out_dir / "sky_image.png"]
+    _save(out_dir / "sky_image.png", sky_image)
+    _save(out_dir / "sky_image_sr.png", result.sky_sr)
+
+
+def _save(path: Path, image: np.ndarray) -> None:
+    Image.fromarray(image).save(path)
