@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tests.helpers import box_room
-from worldgen.geometry.fusion import fuse_views
+from worldgen.geometry.fusion import _operators, fuse_views, observed_derivatives
 from worldgen.geometry.views import ICOSAHEDRON, ViewCameras, project_to_panorama, sample_views
 
 
@@ -44,3 +44,20 @@ def test_unmeasured_pixels_are_reported() -> None:
     fused, covered = fuse_views(views, masks, cameras, height, width)
     assert not covered[:3].any() and covered[height // 2].all()
     assert np.isfinite(fused).all()
+
+
+def test_vertical_equations_count_the_seam_column_twice() -> None:
+    """MoGe's `grad_equation(wrap_x=True)` pads the grid with column 0 before taking vertical differences, so
+    column 0's vertical equations appear twice (as columns 0 and W); the least-squares weights follow."""
+    height, width = 5, 7
+    log_maps = np.random.default_rng(1).normal(size=(2, height, width)).astype(np.float32)
+    masks = np.ones_like(log_maps, bool)
+    masks[1, :, 0] = False
+    values, valid = observed_derivatives(log_maps, masks)["y"]
+    assert values.shape == valid.shape == (height - 1, width + 1)
+    assert np.array_equal(values[:, -1], values[:, 0]) and np.array_equal(valid[:, -1], valid[:, 0])
+    assert np.allclose(values[:, 0], log_maps[0, :-1, 0] - log_maps[0, 1:, 0])  # only view 0 sees column 0
+    operator = _operators(height, width)["y"].toarray().reshape(height - 1, width + 1, height * width)
+    assert np.array_equal(operator[:, -1], operator[:, 0])
+    down = log_maps[0, :-1] - log_maps[0, 1:]
+    assert np.allclose(operator @ log_maps[0].reshape(-1), np.concatenate([down, down[:, :1]], axis=1))

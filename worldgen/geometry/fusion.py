@@ -6,6 +6,9 @@ Laplacian are averaged over the views that see both ends, and the panorama's log
 least-squares solution of the stacked gradient and Poisson equations (scipy `lsmr`), solved
 coarse to fine (halving until the longest side is ≤ 256) with each level starting from the
 upsampled coarser solution. The result is defined up to one global scale.
+
+The system is MoGe's `merge_panorama_depth` equation for equation: its vertical differences are
+taken on the grid padded with column 0 on the right, so column 0's vertical equations count twice.
 """
 
 from __future__ import annotations
@@ -28,13 +31,21 @@ def _shift_rows(a: np.ndarray, offset: int) -> np.ndarray:
     return np.concatenate([a[..., 1:, :], a[..., -1:, :]], axis=-2)
 
 
+def _with_seam_column(a: np.ndarray) -> np.ndarray:
+    """Column 0 appended on the right (the wrap padding MoGe applies before its vertical differences)."""
+    return np.concatenate([a, a[..., :1]], axis=-1)
+
+
 def observed_derivatives(log_maps: np.ndarray, masks: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Mask-averaged x/y forward differences and Laplacians over views: name → (values, any-view mask)."""
+    """Mask-averaged x/y forward differences and Laplacians over views: name → (values, any-view mask).
+
+    "y" is (H − 1) × (W + 1): its last column repeats column 0 (see the module docstring)."""
     right = np.roll(log_maps, -1, axis=-1)
     right_mask = np.roll(masks, -1, axis=-1)
+    padded, padded_mask = _with_seam_column(log_maps), _with_seam_column(masks)
     terms = {
         "x": (log_maps - right, masks & right_mask),
-        "y": (log_maps[:, :-1] - log_maps[:, 1:], masks[:, :-1] & masks[:, 1:]),
+        "y": (padded[:, :-1] - padded[:, 1:], padded_mask[:, :-1] & padded_mask[:, 1:]),
         "laplacian": (
             _shift_rows(log_maps, -1) + _shift_rows(log_maps, 1) + np.roll(log_maps, 1, axis=-1) + right - 4 * log_maps,
             masks & _shift_rows(masks, -1) & _shift_rows(masks, 1) & np.roll(masks, 1, axis=-1) & right_mask,
@@ -51,6 +62,7 @@ def observed_derivatives(log_maps: np.ndarray, masks: np.ndarray) -> dict[str, t
 def _operators(height: int, width: int) -> dict[str, csr_array]:
     """Sparse operators matching `observed_derivatives` on an H × W grid (x wraps, y does not)."""
     index = np.arange(height * width).reshape(height, width)
+    seam = _with_seam_column(index)
     n = height * width
 
     def rows(cols: list[np.ndarray], weights: list[float]) -> csr_array:
@@ -64,7 +76,7 @@ def _operators(height: int, width: int) -> dict[str, csr_array]:
     down = np.concatenate([index[1:], index[-1:]])
     return {
         "x": rows([index, np.roll(index, -1, axis=1)], [1, -1]),
-        "y": rows([index[:-1], index[1:]], [1, -1]),
+        "y": rows([seam[:-1], seam[1:]], [1, -1]),
         "laplacian": rows([index, up, down, np.roll(index, 1, axis=1), np.roll(index, -1, axis=1)], [-4, 1, 1, 1, 1]),
     }
 
@@ -96,4 +108,4 @@ def fuse_views(
     log_views = np.log(np.clip(distances, 1e-6, None)).astype(np.float32)
     values, visible = project_to_panorama(log_views, masks, cameras, height, width)
     log_distance = solve_log_distance(observed_derivatives(values, visible), height, width, initial)
-    return np.exp(log_distance).astype(np.float32), visible.any(axis=0)
+    return np.exp(log_distance).astype(np.float32), np.asarray(visible.any(axis=0))

@@ -35,13 +35,12 @@ def perspective_to_equirect(
     yaw_rotation = _rotation(np.array([0.0, 0.0, 1.0]), yaw)
     pitch_rotation = _rotation(yaw_rotation @ np.array([0.0, 1.0, 0.0]), -pitch)
     # Into the camera frame: undo the pitch, then the yaw.
-    rays = rays @ np.linalg.inv(pitch_rotation).T @ np.linalg.inv(yaw_rotation).T
-    rays = rays.reshape(height, width, 3)
+    camera_rays = (rays @ np.linalg.inv(pitch_rotation).T @ np.linalg.inv(yaw_rotation).T).reshape(height, width, 3)
 
-    forward = rays[..., 0]
+    forward = camera_rays[..., 0]
     with np.errstate(divide="ignore", invalid="ignore"):
-        u = rays[..., 1] / forward
-        v = rays[..., 2] / forward
+        u = camera_rays[..., 1] / forward
+        v = camera_rays[..., 2] / forward
     inside = (forward > 0) & (np.abs(u) < half_w) & (np.abs(v) < half_h)
     map_x = np.where(inside, (u + half_w) / (2 * half_w) * img_w, 0).astype(np.float32)
     map_y = np.where(inside, (half_h - v) / (2 * half_h) * img_h, 0).astype(np.float32)

@@ -3,8 +3,8 @@ and the layers in mesh order fg1, fg2, background, sky.
 
 MoGe stays loaded for all depth passes; a later layer re-predicts only the views its painted-away
 region touches and takes the other views from the previous layer. Each later depth map is matched
-to the full image's scale by the ratio of medians of the values below each map's 30th percentile
-over the pixels both should agree on.
+to the full image's scale by the ratio of (lower) medians of the values below each map's 30th
+percentile over the pixels both should agree on. docs/reference-parity/world.md has the audit.
 """
 
 from __future__ import annotations
@@ -21,8 +21,16 @@ from worldgen.stages.layers import LayeredImages
 from worldgen.stages.world_mesh import SKY_MAX_WIDTH, Layer
 
 KERNEL_SCALE = 2  # the super-resolved panorama is 3840 wide: the reference's kernel scale
+FG_ERODE = int(2.5 * KERNEL_SCALE)
+SKY_DILATE = 5 * KERNEL_SCALE
+FG_DILATE = 3 * KERNEL_SCALE
 SKY_MARGIN = 1.02
 SKY_DEFAULT_DISTANCE = 3.0
+
+
+def lower_median(values: np.ndarray) -> float:
+    """The lower of the two middle values for an even count: torch.median's, which the reference uses."""
+    return float(np.partition(values, (values.size - 1) // 2)[(values.size - 1) // 2])
 
 
 def match_scale(reference: np.ndarray, other: np.ndarray, mask: np.ndarray, quantile: float = 0.3) -> np.ndarray:
@@ -33,8 +41,14 @@ def match_scale(reference: np.ndarray, other: np.ndarray, mask: np.ndarray, quan
     ref_near = ref[ref < np.quantile(ref, quantile)]
     oth_near = oth[oth < np.quantile(oth, quantile)]
     if ref_near.size == 0 or oth_near.size == 0:
-        return other
-    return other * (np.median(ref_near) / np.median(oth_near))
+        return other  # the reference divides by an empty median here and meshes NaN
+    return other * np.float32(lower_median(ref_near) / lower_median(oth_near))
+
+
+def _foreground(name: str, image: np.ndarray, distance: np.ndarray, mask: np.ndarray, compression: bool) -> Layer:
+    """A foreground layer: its outliers compressed, its mask eroded and cut at depth edges."""
+    depth = compress_foreground(distance, mask) if compression else distance
+    return Layer(name, image, depth, foreground_keep(mask, depth, erode=FG_ERODE))
 
 
 def _dilate(mask: np.ndarray, size: int) -> np.ndarray:
@@ -62,11 +76,13 @@ def _compose(
     compression: bool,
     progress: Progress,
     given: np.ndarray | None,
-    model,  # type: ignore[no-untyped-def]
+    model,
 ) -> tuple[list[Layer], PanoramaDepth]:
     fg1, fg2 = images.mask("fg1"), images.mask("fg2")
     sky = images.sky if images.sky is not None and not indoor else None
-    sky_dilated = _dilate(sky, 5 * KERNEL_SCALE) if sky is not None else np.zeros(images.full_sr.shape[:2], bool)
+    # The reference chooses its background compression settings by whether a sky image exists.
+    indoor_policy = indoor or images.sky_sr is None
+    sky_dilated = _dilate(sky, SKY_DILATE) if sky is not None else np.zeros(images.full_sr.shape[:2], bool)
     foreground = np.logical_or(fg1, fg2) if fg1 is not None and fg2 is not None else fg1 if fg1 is not None else fg2
     progress.update("depth", 0.0, "full panorama")
     if given is not None:
@@ -76,26 +92,21 @@ def _compose(
     else:
         full = estimate_depth(runtime, images.full_sr, progress, model=model)
     layers: list[Layer] = []
-    fg_depths: list[tuple[np.ndarray, np.ndarray]] = []
     last = full
     if fg1 is not None:
-        depth = compress_foreground(full.distance, fg1) if compression else full.distance
-        keep = foreground_keep(fg1, depth, erode=int(2.5 * KERNEL_SCALE))
-        layers.append(Layer("fg1", images.full_sr, depth, keep))
-        fg_depths.append((depth, keep))
-    if fg2 is not None:
+        layers.append(_foreground("fg1", images.full_sr, full.distance, fg1, compression))
+    if fg2 is not None and fg1 is None:
+        # fg2 alone: the reference meshes it from the full image's depth and colours.
+        layers.append(_foreground("fg2", images.full_sr, full.distance, fg2, compression))
+    elif fg2 is not None and fg1 is not None:
         progress.update("depth", 0.3, "fg2 layer")
         source = images.removed_sr.get("fg1", images.full_sr)
-        changed = fg1 if fg1 is not None else None
         last = estimate_depth(
-            runtime, source, progress, smooth_bottom=False, previous=full.views, changed=changed, model=model
+            runtime, source, progress, smooth_bottom=False, previous=full.views, changed=fg1, model=model
         )
-        agree = fg2 & ~fg1 if fg1 is not None else fg2
-        distance = match_scale(full.distance, last.distance, agree)
-        depth = compress_foreground(distance, fg2) if compression else distance
-        keep = foreground_keep(fg2, depth, erode=int(2.5 * KERNEL_SCALE))
-        layers.append(Layer("fg2", source, depth, keep))
-        fg_depths.append((depth, keep))
+        distance = match_scale(full.distance, last.distance, fg2 & ~fg1)
+        layers.append(_foreground("fg2", source, distance, fg2, compression))
+    fg_depths = [(layer.distance, layer.keep) for layer in layers if layer.keep is not None]
     background_image = images.removed_sr.get("fg2", images.removed_sr.get("fg1", images.full_sr))
     background_mask = ~sky_dilated
     if foreground is None:
@@ -106,10 +117,10 @@ def _compose(
         estimate = estimate_depth(
             runtime, background_image, progress, previous=last.views, changed=changed, model=model
         )
-        agree = ~_dilate(foreground, 3 * KERNEL_SCALE) & ~sky_dilated
+        agree = ~_dilate(foreground, FG_DILATE) & ~sky_dilated
         background = match_scale(full.distance, estimate.distance, agree)
     if compression:
-        background = compress_background(background, background_mask, indoor=indoor, foreground=fg_depths)
+        background = compress_background(background, background_mask, indoor=indoor_policy, foreground=fg_depths)
     layers.append(Layer("background", background_image, background, background_mask if sky is not None else None))
     if sky is not None and images.sky_sr is not None:
         farthest = max(

@@ -2,7 +2,8 @@
 
 The panorama is reduced to at most 1920 wide, cut into 12 views of 90° × 90° at 512², MoGe
 predicts each view's ray distance (all views in one batch on a GPU), and the views are fused by
-the gradient + Poisson solve. Pixels no view could measure (sky) get the 0.999 quantile.
+the gradient + Poisson solve. Pixels no view could measure (sky) get the 0.999 quantile of the
+fused map. docs/reference-parity/world.md compares every step with the reference.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from worldgen.progress import Progress
 MODEL = "moge"
 DEPTH_MAX_WIDTH = 1920
 BOTTOM_SMOOTH_RATIO = 0.05
+FILL_QUANTILE = 0.999
 
 
 @dataclass
@@ -43,7 +45,7 @@ class PanoramaDepth:
     """None for a depth map the user gave (no per-view predictions to reuse)."""
 
 
-def hold_moge(runtime: ModelRuntime):  # type: ignore[no-untyped-def]
+def hold_moge(runtime: ModelRuntime):
     """Keep MoGe loaded across several depth estimations (`with hold_moge(runtime) as model`)."""
     path = runtime.path(MODEL) / "model.pt"
     return runtime.hold(f"{MODEL}:model", "moge", lambda: load_moge(path, runtime.device))
@@ -55,7 +57,7 @@ def predict_views(
     cameras: ViewCameras,
     progress: Progress,
     indices: list[int],
-    model=None,  # type: ignore[no-untyped-def]
+    model=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """MoGe on the views in `indices` (batched: all at once on a GPU, four at a time on a CPU)."""
     if model is None:
@@ -83,7 +85,7 @@ def estimate_depth(
     smooth_bottom: bool = True,
     previous: ViewDepths | None = None,
     changed: np.ndarray | None = None,
-    model=None,  # type: ignore[no-untyped-def]
+    model=None,
 ) -> PanoramaDepth:
     """Distance map of an RGB panorama (H, W, 3) uint8.
 
@@ -91,29 +93,21 @@ def estimate_depth(
     predicted on), only views that see a changed pixel are predicted again.
     """
     height, width = panorama.shape[:2]
-    work = panorama
-    if width > DEPTH_MAX_WIDTH:
-        work = cv2.resize(panorama, (DEPTH_MAX_WIDTH, DEPTH_MAX_WIDTH * height // width), interpolation=cv2.INTER_AREA)
+    work = depth_input(panorama)
     cameras = ViewCameras.icosahedron()
     views = sample_views(work, cameras)
     indices = list(range(len(cameras)))
     distances = np.zeros((len(cameras), cameras.resolution, cameras.resolution), np.float32)
     masks = np.zeros_like(distances, bool)
-    if previous is not None and changed is not None and not changed.any():
-        changed = None  # nothing differs: every view is reused below
-        indices = []
-        distances, masks = previous.distances.copy(), previous.masks.copy()
-    elif previous is not None and changed is not None:
-        changed_views = sample_views(changed.astype(np.uint8) * 255, cameras) > 0
-        indices = [i for i in indices if changed_views[i].any()]
+    if previous is not None and changed is not None:
+        indices = views_to_predict(changed, cameras)
         keep = [i for i in range(len(cameras)) if i not in indices]
         distances[keep], masks[keep] = previous.distances[keep], previous.masks[keep]
     if indices:
         distances[indices], masks[indices] = predict_views(runtime, views, cameras, progress, indices, model)
     progress.update("depth", 0.85, "fusing views")
     fused, covered = fuse_views(distances, masks, cameras, work.shape[0], work.shape[1])
-    if covered.any():
-        fused[~covered] = np.quantile(fused[covered], 0.999)
+    fused = fill_unmeasured(fused, covered)
     if work is not panorama:
         fused = cv2.resize(fused, (width, height), interpolation=cv2.INTER_LINEAR)
         covered = cv2.resize(covered.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
@@ -121,6 +115,36 @@ def estimate_depth(
         fused = smooth_bottom_rows(fused, BOTTOM_SMOOTH_RATIO)
     progress.update("depth", 1.0, "done")
     return PanoramaDepth(fused.astype(np.float32), covered, ViewDepths(distances, masks))
+
+
+def depth_input(panorama: np.ndarray) -> np.ndarray:
+    """The panorama the views are cut from: at most 1920 wide.
+
+    The reference asks for INTER_AREA but passes it where cv2.resize takes `dst`, so it resizes
+    bilinearly; at its only size (3840 → 1920, a 2× reduction) both give the same bytes. We keep
+    INTER_AREA, which stays alias-free for the larger reductions our sizes allow."""
+    height, width = panorama.shape[:2]
+    if width <= DEPTH_MAX_WIDTH:
+        return panorama
+    return cv2.resize(panorama, (DEPTH_MAX_WIDTH, DEPTH_MAX_WIDTH * height // width), interpolation=cv2.INTER_AREA)
+
+
+def views_to_predict(changed: np.ndarray, cameras: ViewCameras) -> list[int]:
+    """Views that see a changed pixel, counted the reference's way: the 0/1 mask is sampled
+    bilinearly (uint8, so rounded) into each view, and a view counts where a sample reaches 1.
+    A view that only grazes a sliver of the mask keeps the previous layer's prediction."""
+    sampled = sample_views(changed.astype(np.uint8), cameras)
+    return [i for i in range(len(cameras)) if sampled[i].any()]
+
+
+def fill_unmeasured(fused: np.ndarray, covered: np.ndarray) -> np.ndarray:
+    """Pixels no view measured (sky) get the 0.999 quantile of the whole fused map, measured or
+    not, as the reference fills them (`np.nanquantile` over the merged map)."""
+    if covered.all():
+        return fused
+    out = fused.copy()
+    out[~covered] = np.quantile(fused, FILL_QUANTILE)
+    return out
 
 
 def _robust_row_means(rows: np.ndarray) -> np.ndarray:

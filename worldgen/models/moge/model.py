@@ -186,6 +186,8 @@ class MoGeModel(nn.Module):
         self.backbone = Dinov2Model(backbone_config)
         self.backbone.embeddings = MoGeEmbeddings(backbone_config)
         self.head = MoGeHead(config, backbone_config.hidden_size)
+        self.image_mean: torch.Tensor
+        self.image_std: torch.Tensor
         self.register_buffer("image_mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer("image_std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
 
