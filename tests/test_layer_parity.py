@@ -1,7 +1,7 @@
 """Facts of the reference's layer decomposition (HunyuanWorld-1.0 @ d17a023) that our stages keep:
 mask downsizing, dilation of overlapping instances, ZIM's outputs read by position, unpadding,
 the layer files, the sky mask file, detection phrases and the inpainting passes
-(docs/reference-parity/layers.md)."""
+(docs/reference-parity.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Depth, layer composition and meshing decisions that follow HunyuanWorld-1.0 (d17a023) and MoGe, one
-test per parity row of docs/reference-parity/world.md."""
+test per parity row of docs/reference-parity.md."""
 
 from __future__ import annotations
 

@@ -15,9 +15,12 @@ PARITY_DOC = "docs/reference-parity.md"
 ALWAYS = (
     "inpainting LoRAs (Scene, Sky) as switchable adapters on one Fill transformer instead of fused into two "
     "pipelines (max 2.4e-7 apart in fp32)",
-    "ZIM on onnxruntime's GPU provider when there is one (the reference runs it on the CPU)",
-    "vectorised gap filling and meshing (the reference loops in Python); Draco in-process with DracoPy",
+    "ZIM on onnxruntime's GPU provider when there is one (the reference runs it on the CPU), 16 boxes per call",
     "continuous, monotonic background depth compression curve (the reference's jumps at 0.9 max depth)",
+    "depth views sampled with the seam wrapped (the reference blends black in at the seam and the poles); "
+    "depth-edge cuts wrap the seam too",
+    "vectorised gap filling (the reference loops in Python and fills differently); triangles face the centre",
+    "PLY positions float32 without normals; Draco RGB without normals at 14-bit positions (the reference: 28)",
 )
 """Differences in force for every world."""
 

@@ -4,7 +4,7 @@ and the layers in mesh order fg1, fg2, background, sky.
 MoGe stays loaded for all depth passes; a later layer re-predicts only the views its painted-away
 region touches and takes the other views from the previous layer. Each later depth map is matched
 to the full image's scale by the ratio of (lower) medians of the values below each map's 30th
-percentile over the pixels both should agree on. docs/reference-parity/world.md has the audit.
+percentile over the pixels both should agree on. docs/reference-parity.md has the audit.
 """
 
 from __future__ import annotations

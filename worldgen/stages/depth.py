@@ -3,7 +3,7 @@
 The panorama is reduced to at most 1920 wide, cut into 12 views of 90° × 90° at 512², MoGe
 predicts each view's ray distance (all views in one batch on a GPU), and the views are fused by
 the gradient + Poisson solve. Pixels no view could measure (sky) get the 0.999 quantile of the
-fused map. docs/reference-parity/world.md compares every step with the reference.
+fused map. docs/reference-parity.md compares every step with the reference.
 """
 
 from __future__ import annotations
