@@ -31,6 +31,22 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
+def forward_calls(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
+    """Record the hidden states of every real FLUX transformer forward (spy, not a stub)."""
+    from diffusers import FluxTransformer2DModel
+
+    calls: list[torch.Tensor] = []
+    original = FluxTransformer2DModel.forward
+
+    def spy(self, hidden_states, *args, **kwargs):
+        calls.append(hidden_states.detach().clone())
+        return original(self, hidden_states, *args, **kwargs)
+
+    monkeypatch.setattr(FluxTransformer2DModel, "forward", spy)
+    return calls
+
+
+@pytest.fixture
 def cpu_runtime(tiny_models: Path) -> ModelRuntime:
     return ModelRuntime.create(tiny_models, device="cpu", precision="fp32")
 

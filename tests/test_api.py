@@ -30,7 +30,7 @@ def client(settings: Settings) -> Iterator[TestClient]:
         yield test_client
 
 
-def store_of(client: TestClient):  # type: ignore[no-untyped-def]
+def store_of(client: TestClient):
     return client.app.state.worldgen.store
 
 
@@ -41,7 +41,7 @@ def png(width: int = 64, height: int = 48, fmt: str = "PNG", noise: bool = False
     return buffer.getvalue()
 
 
-def assert_error(response, status: int, code: str | None = None) -> dict:  # type: ignore[no-untyped-def]
+def assert_error(response, status: int, code: str | None = None) -> dict:
     assert response.status_code == status, response.text
     body = response.json()
     assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}
@@ -51,7 +51,7 @@ def assert_error(response, status: int, code: str | None = None) -> dict:  # typ
     return body["error"]
 
 
-def submit(client: TestClient, **body: object):  # type: ignore[no-untyped-def]
+def submit(client: TestClient, **body: object):
     return client.post("/v1/worlds", json={"prompt": "a lake", **body})
 
 

@@ -17,7 +17,7 @@ from worldgen.export.ply import write_ply
 from worldgen.geometry.mesh import grid_mesh
 
 
-def _mesh(height: int = 96, width: int = 192, name: str = "background"):  # type: ignore[no-untyped-def]
+def _mesh(height: int = 96, width: int = 192, name: str = "background"):
     return grid_mesh(name, box_room(height, width), gradient_rgb(height, width))
 
 

@@ -95,7 +95,7 @@ def test_gap_filling_closes_notches_and_small_holes_only() -> None:
     bridged = grid_mesh("bg", far, gradient_rgb(H, W), step)
     plain = grid_mesh("bg", far, gradient_rgb(H, W), step, fill_gaps=False)
 
-    def triangles(mesh):  # type: ignore[no-untyped-def]
+    def triangles(mesh):
         return {tuple(np.round(t, 5).ravel()) for t in mesh.vertices[mesh.faces]}
 
     added = np.array(sorted(triangles(bridged) - triangles(plain))).reshape(-1, 3, 3)

@@ -217,7 +217,7 @@ def test_removed_labels_name_what_a_pass_removes() -> None:
 
 
 @pytest.fixture(scope="module")
-def layered(tiny_models: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def layered(tiny_models: Path, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("layered")
     runtime = ModelRuntime.create(tiny_models, device="cpu", precision="fp32")
     request = LayerRequest(
@@ -232,7 +232,7 @@ def layered(tiny_models: Path, tmp_path_factory: pytest.TempPathFactory):  # typ
     return decompose(runtime, gradient_rgb(128, 256), request, out, Progress()), out
 
 
-def test_layer_outputs_are_the_references_files(layered) -> None:  # type: ignore[no-untyped-def]
+def test_layer_outputs_are_the_references_files(layered) -> None:
     result, out = layered
     for name, image in (
         ("full_image_sr", result.full_sr),
@@ -247,7 +247,7 @@ def test_layer_outputs_are_the_references_files(layered) -> None:  # type: ignor
     assert labels[100, :10].any() and labels[100, -10:].any()
 
 
-def test_sky_mask_file_is_white_where_there_is_no_sky(layered) -> None:  # type: ignore[no-untyped-def]
+def test_sky_mask_file_is_white_where_there_is_no_sky(layered) -> None:
     """The reference's sky_mask.png marks the ground (the region painted over), as its composer reads it."""
     result, out = layered
     assert result.sky is not None and result.sky.any() and not result.sky.all()

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusers import FluxTransformer2DModel
 
 from worldgen.errors import Cancelled, InvalidRequest, UnsupportedHardware
 from worldgen.models.flux import latents as L
@@ -18,20 +17,6 @@ from worldgen.stages.panorama import PanoramaSpec
 from worldgen.stages.text_to_panorama import text_to_panorama
 
 SMALL = {"height": 128, "width": 256, "steps": 4}
-
-
-@pytest.fixture
-def forward_calls(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
-    """Record the hidden states of every real FLUX transformer forward (spy, not a stub)."""
-    calls: list[torch.Tensor] = []
-    original = FluxTransformer2DModel.forward
-
-    def spy(self, hidden_states, *args, **kwargs):
-        calls.append(hidden_states.detach().clone())
-        return original(self, hidden_states, *args, **kwargs)
-
-    monkeypatch.setattr(FluxTransformer2DModel, "forward", spy)
-    return calls
 
 
 def seam_statistic(image: np.ndarray) -> tuple[float, float, float]:

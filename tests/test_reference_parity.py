@@ -78,16 +78,9 @@ def test_inpainting_blends_after_steps_0_to_4(cpu_runtime: ModelRuntime, events:
     assert "".join(events) == blend_schedule(4, forwards_per_step=2)
 
 
-def test_image_to_panorama_draws_like_the_reference(cpu_runtime: ModelRuntime, monkeypatch) -> None:
+def test_image_to_panorama_draws_like_the_reference(cpu_runtime: ModelRuntime, forward_calls: list) -> None:
     """One CPU generator: the placed canvas's posterior sample, the noise, the masked canvas's sample."""
-    inputs: list[torch.Tensor] = []
-    forward = FluxTransformer2DModel.forward
-
-    def spy(self, hidden_states, *args, **kwargs):
-        inputs.append(hidden_states.detach().clone())
-        return forward(self, hidden_states, *args, **kwargs)
-
-    monkeypatch.setattr(FluxTransformer2DModel, "forward", spy)
+    inputs = forward_calls
     image_to_panorama(cpu_runtime, PanoramaSpec("a room", seed=7, height=64, width=128, steps=2), photo())
     generator = torch.Generator("cpu").manual_seed(7)
     shape = (1, 16, 8, 16)

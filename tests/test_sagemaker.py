@@ -93,7 +93,7 @@ def submit(client: TestClient, **body: Any) -> dict[str, Any]:
 # ---- S3 artifacts ---------------------------------------------------------------------------------
 
 
-def test_s3_store_multipart_sha256_and_presigned_urls(aws: str, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_s3_store_multipart_sha256_and_presigned_urls(aws: str, tmp_path: Path, monkeypatch) -> None:
     import worldgen.storage.s3 as s3_module
 
     monkeypatch.setattr(s3_module, "MULTIPART_THRESHOLD", 5 * 1024 * 1024)
@@ -190,7 +190,7 @@ def test_invalid_configuration_fails_the_job_without_a_request(settings: Setting
 # ---- end to end -------------------------------------------------------------------------------------
 
 
-def test_submit_run_complete_and_download(service, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_submit_run_complete_and_download(service, tmp_path: Path) -> None:
     client, dispatcher, sent = service
     png = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 64, 3), np.uint8)).save(png, format="PNG")
@@ -227,7 +227,7 @@ def test_submit_run_complete_and_download(service, tmp_path: Path) -> None:  # t
     assert any(i["InputName"].startswith("upload-") for i in photo_job["ProcessingInputs"])
 
 
-def test_failed_job_carries_the_reason(service) -> None:  # type: ignore[no-untyped-def]
+def test_failed_job_carries_the_reason(service) -> None:
     client, dispatcher, _ = service
     job = submit(client)
     dispatcher.tick()
@@ -241,7 +241,7 @@ def test_failed_job_carries_the_reason(service) -> None:  # type: ignore[no-unty
     assert "flux-dev" in failed["error"]["message"] and "AlgorithmError" in failed["error"]["message"]
 
 
-def test_cancel_stops_the_processing_job(service) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_stops_the_processing_job(service) -> None:
     client, dispatcher, _ = service
     job = submit(client)
     dispatcher.tick()
@@ -258,7 +258,7 @@ def test_cancel_stops_the_processing_job(service) -> None:  # type: ignore[no-un
 # ---- quotas and retries -----------------------------------------------------------------------------
 
 
-def test_quota_keeps_the_job_queued_then_submits(service) -> None:  # type: ignore[no-untyped-def]
+def test_quota_keeps_the_job_queued_then_submits(service) -> None:
     client, dispatcher, sent = service
     refusals = [1]
 
@@ -283,7 +283,7 @@ def test_quota_keeps_the_job_queued_then_submits(service) -> None:  # type: igno
     assert [r["ProcessingJobName"] for r in sent] == [job_name(job["id"], 1)]
 
 
-def test_concurrency_cap(service) -> None:  # type: ignore[no-untyped-def]
+def test_concurrency_cap(service) -> None:
     client, dispatcher, sent = service
     jobs = [submit(client, seed=i) for i in range(3)]
     dispatcher.tick()
@@ -295,7 +295,7 @@ def test_concurrency_cap(service) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("reached", [True, False])
-def test_retry_after_timeout_makes_exactly_one_job(service, reached: bool) -> None:  # type: ignore[no-untyped-def]
+def test_retry_after_timeout_makes_exactly_one_job(service, reached: bool) -> None:
     """A timeout after (or before) the request reached SageMaker never leads to a second job."""
     client, dispatcher, _ = service
     boto = dispatcher.client.client
@@ -334,7 +334,7 @@ def _event(name: str, status: str, **detail: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def test_eventbridge_duplicates_and_out_of_order(service, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_eventbridge_duplicates_and_out_of_order(service, tmp_path: Path) -> None:
     client, dispatcher, sent = service
     headers = {"X-Worldgen-Events-Secret": "s3cret"}
     job = submit(client)
@@ -358,7 +358,7 @@ def test_eventbridge_duplicates_and_out_of_order(service, tmp_path: Path) -> Non
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
 
 
-def test_eventbridge_failure_and_stop(service) -> None:  # type: ignore[no-untyped-def]
+def test_eventbridge_failure_and_stop(service) -> None:
     client, dispatcher, sent = service
     headers = {"X-Worldgen-Events-Secret": "s3cret"}
     failing, stopped = submit(client, seed=1), submit(client, seed=2)

@@ -57,7 +57,7 @@ def running_worker(worker: LocalWorker) -> tuple[threading.Event, threading.Thre
     return stop, thread
 
 
-def test_runs_a_job_and_uploads_what_the_manifest_lists(env) -> None:  # type: ignore[no-untyped-def]
+def test_runs_a_job_and_uploads_what_the_manifest_lists(env) -> None:
     store, storage, config = env
     job = submit(store, **QUICK)
     worker = LocalWorker(store, storage, config)
@@ -77,7 +77,7 @@ def test_runs_a_job_and_uploads_what_the_manifest_lists(env) -> None:  # type: i
     assert worker.run_once() is False
 
 
-def test_failures_carry_the_container_message(env) -> None:  # type: ignore[no-untyped-def]
+def test_failures_carry_the_container_message(env) -> None:
     store, storage, config = env
     job = store.create(WorldRequest(prompt="a lake", seed=3, image_upload_id="gone", **QUICK), backend="local")[
         0
@@ -92,7 +92,7 @@ def test_failures_carry_the_container_message(env) -> None:  # type: ignore[no-u
     assert store.get(job.id).error_code == "model_missing"
 
 
-def test_cancel_ends_the_subprocess(env) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_ends_the_subprocess(env) -> None:
     store, storage, config = env
     job = submit(store, **SLOW)
     stop, thread = running_worker(LocalWorker(store, storage, config))
@@ -141,7 +141,7 @@ def test_killed_worker_job_is_requeued_once_and_succeeds(tmp_path: Path, tiny_mo
         store.close()
 
 
-def test_lost_job_without_attempts_left_fails(env) -> None:  # type: ignore[no-untyped-def]
+def test_lost_job_without_attempts_left_fails(env) -> None:
     store, storage, config = env
     job = store.create(WorldRequest(prompt="a", seed=1), backend="local", max_attempts=1)[0]
     store.claim("elsewhere:1:x", "local")
@@ -152,7 +152,7 @@ def test_lost_job_without_attempts_left_fails(env) -> None:  # type: ignore[no-u
     assert lost.status is JobStatus.FAILED and lost.error_code == "worker_lost"
 
 
-def test_shutdown_requeues_without_spending_an_attempt(env) -> None:  # type: ignore[no-untyped-def]
+def test_shutdown_requeues_without_spending_an_attempt(env) -> None:
     store, storage, config = env
     job = submit(store, **SLOW)
     stop, thread = running_worker(LocalWorker(store, storage, config))
@@ -163,7 +163,7 @@ def test_shutdown_requeues_without_spending_an_attempt(env) -> None:  # type: ig
     assert back.status is JobStatus.QUEUED and back.attempt == 0
 
 
-def test_retention_removes_old_artifacts(env) -> None:  # type: ignore[no-untyped-def]
+def test_retention_removes_old_artifacts(env) -> None:
     store, storage, config = env
     job = submit(store, **QUICK)
     LocalWorker(store, storage, config).run_once()
@@ -175,7 +175,7 @@ def test_retention_removes_old_artifacts(env) -> None:  # type: ignore[no-untype
     assert storage.list(f"worlds/{job.id}/") == [] and store.get(job.id).artifacts_removed
 
 
-def test_cancel_while_starting_still_stops_the_process(env) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_while_starting_still_stops_the_process(env) -> None:
     """A cancel between claim and process start: the process is started, watched and stopped,
     and the world ends canceled (it used to fail with IllegalTransition, the process left running)."""
     store, storage, config = env
@@ -191,7 +191,7 @@ def test_cancel_while_starting_still_stops_the_process(env) -> None:  # type: ig
     assert not _pid_alive(pid)
 
 
-def test_a_sigkilled_container_is_out_of_memory_naming_its_stage(env) -> None:  # type: ignore[no-untyped-def]
+def test_a_sigkilled_container_is_out_of_memory_naming_its_stage(env) -> None:
     store, storage, config = env
     job = submit(store, **SLOW)
     stop, thread = running_worker(LocalWorker(store, storage, config))

@@ -105,7 +105,7 @@ def _images(height: int, width: int, fg1: bool, fg2: bool, sky: bool) -> Layered
     return images
 
 
-def _compose(monkeypatch: pytest.MonkeyPatch, images: LayeredImages, indoor: bool = False):  # type: ignore[no-untyped-def]
+def _compose(monkeypatch: pytest.MonkeyPatch, images: LayeredImages, indoor: bool = False):
     fake = _FakeDepth(*images.full_sr.shape[:2])
     monkeypatch.setattr(compose, "estimate_depth", fake)
     monkeypatch.setattr(compose, "hold_moge", lambda runtime: nullcontext(None))
