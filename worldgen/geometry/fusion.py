@@ -3,9 +3,13 @@
 Per-view MoGe distances agree only up to a scale per view, so we fuse in log-distance where a
 scale is an offset: each view's forward differences (x wraps around the seam) and 5-point
 Laplacian are averaged over the views that see both ends, and the panorama's log-distance is the
-least-squares solution of the stacked gradient and Poisson equations (scipy `lsmr`), solved
-coarse to fine (halving until the longest side is ≤ 256) with each level starting from the
-upsampled coarser solution. The result is defined up to one global scale.
+least-squares solution of the stacked gradient and Poisson equations, solved coarse to fine
+(halving until the longest side is ≤ 256) with each level starting from the upsampled coarser
+solution. The result is defined up to one global scale.
+
+The solver is LSMR, as MoGe's (scipy), written in torch and matrix-free: the equations are
+stencils and their adjoint is torch's vector-Jacobian product, so it runs on the GPU as on the
+CPU. `lsmr_reference` keeps scipy's sparse solve for the tests that hold the two together.
 
 The system is MoGe's `merge_panorama_depth` equation for equation: its vertical differences are
 taken on the grid padded with column 0 on the right, so column 0's vertical equations count twice.
@@ -13,8 +17,11 @@ taken on the grid padded with column 0 on the right, so column 0's vertical equa
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
+import torch
 from scipy.sparse import csr_array, vstack
 from scipy.sparse.linalg import lsmr
 
@@ -22,6 +29,8 @@ from worldgen.geometry.views import ViewCameras, project_to_panorama
 
 COARSEST_SIDE = 256
 TOLERANCE = 1e-5
+CONDITION_LIMIT = 1e-8
+"""lsmr's `atol`/`btol` and 1/`conlim` (scipy's defaults for conlim)."""
 
 
 def _shift_rows(a: np.ndarray, offset: int) -> np.ndarray:
@@ -81,8 +90,142 @@ def _operators(height: int, width: int) -> dict[str, csr_array]:
     }
 
 
-def solve_log_distance(derivatives: dict[str, tuple[np.ndarray, np.ndarray]], height: int, width: int,
-                       initial: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+def _shift_rows_t(a: torch.Tensor, offset: int) -> torch.Tensor:
+    if offset == -1:
+        return torch.cat([a[..., :1, :], a[..., :-1, :]], dim=-2)
+    return torch.cat([a[..., 1:, :], a[..., -1:, :]], dim=-2)
+
+
+def _equations(x: torch.Tensor, masks: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """A·x for the stacked x, y and Laplacian equations (rows not selected are zero)."""
+    right = torch.roll(x, -1, dims=-1)
+    padded = torch.cat([x, x[..., :1]], dim=-1)
+    laplacian = _shift_rows_t(x, -1) + _shift_rows_t(x, 1) + torch.roll(x, 1, dims=-1) + right - 4 * x
+    return (
+        (x - right) * masks["x"],
+        (padded[..., :-1, :] - padded[..., 1:, :]) * masks["y"],
+        laplacian * masks["laplacian"],
+    )
+
+
+def _givens(a: float, b: float) -> tuple[float, float, float]:
+    """A stable plane rotation (c, s, r) with [c s; −s c]·[a; b] = [r; 0]."""
+    if b == 0:
+        return math.copysign(1.0, a) if a else 0.0, 0.0, abs(a)
+    if a == 0:
+        return 0.0, math.copysign(1.0, b), abs(b)
+    if abs(b) > abs(a):
+        tau = a / b
+        s = math.copysign(1.0, b) / math.sqrt(1 + tau * tau)
+        return s * tau, s, b / s
+    tau = b / a
+    c = math.copysign(1.0, a) / math.sqrt(1 + tau * tau)
+    return c, c * tau, a / c
+
+
+def solve_log_distance(
+    derivatives: dict[str, tuple[np.ndarray, np.ndarray]],
+    height: int,
+    width: int,
+    initial: np.ndarray | None = None,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """Least-squares log-distance (H, W) by LSMR (Fong & Saunders) in torch, with scipy's defaults
+    and stopping rules (atol = btol = 1e-5, conlim 1e8): MoGe stops its solve there, short of the
+    exact optimum, so the same iterate is what reproduces the reference."""
+    dtype = torch.float64
+    masks = {name: torch.as_tensor(valid, device=device).to(dtype) for name, (_, valid) in derivatives.items()}
+    b = tuple(torch.as_tensor(derivatives[n][0], device=device).to(dtype) * masks[n] for n in ("x", "y", "laplacian"))
+    x = torch.zeros((height, width), dtype=dtype, device=device)
+    if initial is not None:
+        x = torch.as_tensor(initial, device=device).to(dtype).reshape(height, width).clone()
+    rows = int(sum(float(m.sum()) for m in masks.values()))
+    max_iterations = min(rows, height * width)
+
+    def apply(v: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return _equations(v, masks)
+
+    adjoint_of = torch.func.vjp(apply, x)[1]  # A is linear: its vector-Jacobian product is Aᵀ
+
+    def adjoint(r: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return adjoint_of(r)[0]
+
+    def norm(parts: tuple[torch.Tensor, ...]) -> float:
+        return math.sqrt(sum(float((p * p).sum()) for p in parts))
+
+    norm_b = norm(b)
+    u = tuple(bi - ai for bi, ai in zip(b, apply(x), strict=True)) if initial is not None else b
+    beta = norm(u)
+    alpha = 0.0
+    v = torch.zeros_like(x)
+    if beta > 0:
+        u = tuple(ui / beta for ui in u)
+        v = adjoint(u)
+        alpha = float(v.norm())
+    if alpha > 0:
+        v = v / alpha
+    if alpha * beta == 0:
+        return x.cpu().numpy()
+    zetabar, alphabar, rho, rhobar, cbar, sbar = alpha * beta, alpha, 1.0, 1.0, 1.0, 0.0
+    h, hbar = v.clone(), torch.zeros_like(x)
+    betadd, betad, rhodold, tautildeold, thetatilde, zeta, d = beta, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0
+    norm_a2, maxrbar, minrbar = alpha * alpha, 0.0, 1e100
+    for iteration in range(1, max_iterations + 1):
+        u = tuple(ai - alpha * ui for ai, ui in zip(apply(v), u, strict=True))
+        beta = norm(u)
+        if beta > 0:
+            u = tuple(ui / beta for ui in u)
+            v = adjoint(u) - beta * v
+            alpha = float(v.norm())
+            if alpha > 0:
+                v = v / alpha
+        chat, shat, alphahat = _givens(alphabar, 0.0)
+        rhoold = rho
+        c, s, rho = _givens(alphahat, beta)
+        thetanew, alphabar = s * alpha, c * alpha
+        rhobarold, zetaold = rhobar, zeta
+        thetabar, rhotemp = sbar * rho, cbar * rho
+        cbar, sbar, rhobar = _givens(cbar * rho, thetanew)
+        zeta, zetabar = cbar * zetabar, -sbar * zetabar
+        hbar = h - (thetabar * rho / (rhoold * rhobarold)) * hbar
+        x = x + (zeta / (rho * rhobar)) * hbar
+        h = v - (thetanew / rho) * h
+        # ‖r‖ without forming r
+        betaacute, betacheck = chat * betadd, -shat * betadd
+        betahat, betadd = c * betaacute, -s * betaacute
+        thetatildeold = thetatilde
+        ctildeold, stildeold, rhotildeold = _givens(rhodold, thetabar)
+        thetatilde, rhodold = stildeold * rhobar, ctildeold * rhobar
+        betad = -stildeold * betad + ctildeold * betahat
+        tautildeold = (zetaold - thetatildeold * tautildeold) / rhotildeold
+        taud = (zeta - thetatilde * tautildeold) / rhodold
+        d += betacheck * betacheck
+        norm_r = math.sqrt(d + (betad - taud) ** 2 + betadd * betadd)
+        # ‖A‖ and cond(A) estimates
+        norm_a2 += beta * beta
+        norm_a = math.sqrt(norm_a2)
+        norm_a2 += alpha * alpha
+        maxrbar = max(maxrbar, rhobarold)
+        if iteration > 1:
+            minrbar = min(minrbar, rhobarold)
+        cond_a = max(maxrbar, rhotemp) / min(minrbar, rhotemp)
+        norm_ar, norm_x = abs(zetabar), float(x.norm())
+        test1 = norm_r / norm_b
+        test2 = norm_ar / (norm_a * norm_r) if norm_a * norm_r else math.inf
+        test3 = 1 / cond_a
+        t1 = test1 / (1 + norm_a * norm_x / norm_b)
+        rtol = TOLERANCE + TOLERANCE * norm_a * norm_x / norm_b
+        if 1 + test3 <= 1 or 1 + test2 <= 1 or 1 + t1 <= 1:
+            break
+        if test3 <= CONDITION_LIMIT or test2 <= TOLERANCE or test1 <= rtol:
+            break
+    return x.cpu().numpy()
+
+
+def lsmr_reference(
+    derivatives: dict[str, tuple[np.ndarray, np.ndarray]], height: int, width: int, initial: np.ndarray | None = None
+) -> np.ndarray:
+    """The same least squares by scipy's sparse `lsmr` (as MoGe solves it): the tests' yardstick."""
     operators = _operators(height, width)
     blocks, targets = [], []
     for name in ("x", "y", "laplacian"):
@@ -98,14 +241,19 @@ def solve_log_distance(derivatives: dict[str, tuple[np.ndarray, np.ndarray]], he
 
 
 def fuse_views(
-    distances: np.ndarray, masks: np.ndarray, cameras: ViewCameras, height: int, width: int
+    distances: np.ndarray,
+    masks: np.ndarray,
+    cameras: ViewCameras,
+    height: int,
+    width: int,
+    device: torch.device | str = "cpu",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-view distances (N, r, r) with masks → panorama distance (H, W) and coverage mask."""
     initial = None
     if max(height, width) > COARSEST_SIDE:
-        coarse, _ = fuse_views(distances, masks, cameras, height // 2, width // 2)
+        coarse, _ = fuse_views(distances, masks, cameras, height // 2, width // 2, device)
         initial = np.log(cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR))
     log_views = np.log(np.clip(distances, 1e-6, None)).astype(np.float32)
     values, visible = project_to_panorama(log_views, masks, cameras, height, width)
-    log_distance = solve_log_distance(observed_derivatives(values, visible), height, width, initial)
+    log_distance = solve_log_distance(observed_derivatives(values, visible), height, width, initial, device)
     return np.exp(log_distance).astype(np.float32), np.asarray(visible.any(axis=0))

@@ -106,7 +106,7 @@ def estimate_depth(
     if indices:
         distances[indices], masks[indices] = predict_views(runtime, views, cameras, progress, indices, model)
     progress.update("depth", 0.85, "fusing views")
-    fused, covered = fuse_views(distances, masks, cameras, work.shape[0], work.shape[1])
+    fused, covered = fuse_views(distances, masks, cameras, work.shape[0], work.shape[1], runtime.device)
     fused = fill_unmeasured(fused, covered)
     if work is not panorama:
         fused = cv2.resize(fused, (width, height), interpolation=cv2.INTER_LINEAR)
