@@ -108,19 +108,19 @@ def _equations(x: torch.Tensor, masks: dict[str, torch.Tensor]) -> tuple[torch.T
     )
 
 
-def _givens(a: float, b: float) -> tuple[float, float, float]:
-    """A stable plane rotation (c, s, r) with [c s; −s c]·[a; b] = [r; 0]."""
-    if b == 0:
-        return math.copysign(1.0, a) if a else 0.0, 0.0, abs(a)
-    if a == 0:
-        return 0.0, math.copysign(1.0, b), abs(b)
-    if abs(b) > abs(a):
-        tau = a / b
-        s = math.copysign(1.0, b) / math.sqrt(1 + tau * tau)
-        return s * tau, s, b / s
-    tau = b / a
-    c = math.copysign(1.0, a) / math.sqrt(1 + tau * tau)
-    return c, c * tau, a / c
+def _givens(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The plane rotation (c, s, r) with [c s; −s c]·[a; b] = [r; 0], r = hypot(a, b) ≥ 0 (0-dim tensors)."""
+    r = torch.hypot(a, b)
+    safe = torch.where(r == 0, torch.ones_like(r), r)
+    return torch.where(r == 0, torch.sign(a), a / safe), torch.where(r == 0, torch.zeros_like(r), b / safe), r
+
+
+def _safe_div(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.where(b == 0, torch.zeros_like(a), a / torch.where(b == 0, torch.ones_like(b), b))
+
+
+CHECK_EVERY = 16
+"""Iterations between the host's looks at the stopping flag (the solve itself never waits for the host)."""
 
 
 def solve_log_distance(
@@ -132,7 +132,11 @@ def solve_log_distance(
 ) -> np.ndarray:
     """Least-squares log-distance (H, W) by LSMR (Fong & Saunders) in torch, with scipy's defaults
     and stopping rules (atol = btol = 1e-5, conlim 1e8): MoGe stops its solve there, short of the
-    exact optimum, so the same iterate is what reproduces the reference."""
+    exact optimum, so the same iterate is what reproduces the reference.
+
+    Every scalar of the recurrences stays on the device; the iterate freezes at the first
+    iteration that meets a stopping rule, and the host checks that flag every CHECK_EVERY
+    iterations, so a GPU runs the solve without waiting on the CPU."""
     dtype = torch.float64
     masks = {name: torch.as_tensor(valid, device=device).to(dtype) for name, (_, valid) in derivatives.items()}
     b = tuple(torch.as_tensor(derivatives[n][0], device=device).to(dtype) * masks[n] for n in ("x", "y", "laplacian"))
@@ -150,36 +154,35 @@ def solve_log_distance(
     def adjoint(r: tuple[torch.Tensor, ...]) -> torch.Tensor:
         return adjoint_of(r)[0]
 
-    def norm(parts: tuple[torch.Tensor, ...]) -> float:
-        return math.sqrt(sum(float((p * p).sum()) for p in parts))
+    def norm(parts: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return torch.sqrt(sum((p * p).sum() for p in parts))  # type: ignore[arg-type]
+
+    def scalar(value: float) -> torch.Tensor:
+        return torch.tensor(value, dtype=dtype, device=device)
 
     norm_b = norm(b)
     u = tuple(bi - ai for bi, ai in zip(b, apply(x), strict=True)) if initial is not None else b
     beta = norm(u)
-    alpha = 0.0
-    v = torch.zeros_like(x)
-    if beta > 0:
-        u = tuple(ui / beta for ui in u)
-        v = adjoint(u)
-        alpha = float(v.norm())
-    if alpha > 0:
-        v = v / alpha
-    if alpha * beta == 0:
+    u = tuple(_safe_div(ui, beta) for ui in u)
+    v = adjoint(u)
+    alpha = v.norm()
+    v = _safe_div(v, alpha)
+    if float(alpha * beta) == 0:
         return x.cpu().numpy()
-    zetabar, alphabar, rho, rhobar, cbar, sbar = alpha * beta, alpha, 1.0, 1.0, 1.0, 0.0
+    zetabar, alphabar, rho, rhobar, cbar, sbar = alpha * beta, alpha, scalar(1), scalar(1), scalar(1), scalar(0)
     h, hbar = v.clone(), torch.zeros_like(x)
-    betadd, betad, rhodold, tautildeold, thetatilde, zeta, d = beta, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0
-    norm_a2, maxrbar, minrbar = alpha * alpha, 0.0, 1e100
+    betadd, betad, rhodold, tautildeold = beta, scalar(0), scalar(1), scalar(0)
+    thetatilde, zeta, d = scalar(0), scalar(0), scalar(0)
+    norm_a2, maxrbar, minrbar = alpha * alpha, scalar(0), scalar(1e100)
+    done = torch.zeros((), dtype=torch.bool, device=device)
     for iteration in range(1, max_iterations + 1):
         u = tuple(ai - alpha * ui for ai, ui in zip(apply(v), u, strict=True))
         beta = norm(u)
-        if beta > 0:
-            u = tuple(ui / beta for ui in u)
-            v = adjoint(u) - beta * v
-            alpha = float(v.norm())
-            if alpha > 0:
-                v = v / alpha
-        chat, shat, alphahat = _givens(alphabar, 0.0)
+        u = tuple(_safe_div(ui, beta) for ui in u)
+        v = torch.where(beta > 0, adjoint(u) - beta * v, v)
+        alpha = torch.where(beta > 0, v.norm(), alpha)
+        v = _safe_div(v, alpha)
+        chat, shat, alphahat = _givens(alphabar, scalar(0))
         rhoold = rho
         c, s, rho = _givens(alphahat, beta)
         thetanew, alphabar = s * alpha, c * alpha
@@ -188,7 +191,7 @@ def solve_log_distance(
         cbar, sbar, rhobar = _givens(cbar * rho, thetanew)
         zeta, zetabar = cbar * zetabar, -sbar * zetabar
         hbar = h - (thetabar * rho / (rhoold * rhobarold)) * hbar
-        x = x + (zeta / (rho * rhobar)) * hbar
+        x = torch.where(done, x, x + (zeta / (rho * rhobar)) * hbar)
         h = v - (thetanew / rho) * h
         # ‖r‖ without forming r
         betaacute, betacheck = chat * betadd, -shat * betadd
@@ -199,25 +202,26 @@ def solve_log_distance(
         betad = -stildeold * betad + ctildeold * betahat
         tautildeold = (zetaold - thetatildeold * tautildeold) / rhotildeold
         taud = (zeta - thetatilde * tautildeold) / rhodold
-        d += betacheck * betacheck
-        norm_r = math.sqrt(d + (betad - taud) ** 2 + betadd * betadd)
-        # ‖A‖ and cond(A) estimates
-        norm_a2 += beta * beta
-        norm_a = math.sqrt(norm_a2)
-        norm_a2 += alpha * alpha
-        maxrbar = max(maxrbar, rhobarold)
+        d = d + betacheck * betacheck
+        norm_r = torch.sqrt(d + (betad - taud) ** 2 + betadd * betadd)
+        # ‖A‖ and cond(A) estimates, then scipy's stopping rules
+        norm_a2 = norm_a2 + beta * beta
+        norm_a = torch.sqrt(norm_a2)
+        norm_a2 = norm_a2 + alpha * alpha
+        maxrbar = torch.maximum(maxrbar, rhobarold)
         if iteration > 1:
-            minrbar = min(minrbar, rhobarold)
-        cond_a = max(maxrbar, rhotemp) / min(minrbar, rhotemp)
-        norm_ar, norm_x = abs(zetabar), float(x.norm())
+            minrbar = torch.minimum(minrbar, rhobarold)
+        cond_a = torch.maximum(maxrbar, rhotemp) / torch.minimum(minrbar, rhotemp)
+        norm_ar, norm_x = zetabar.abs(), x.norm()
         test1 = norm_r / norm_b
-        test2 = norm_ar / (norm_a * norm_r) if norm_a * norm_r else math.inf
+        test2 = _safe_div(norm_ar, norm_a * norm_r) + torch.where(norm_a * norm_r == 0, scalar(math.inf), scalar(0))
         test3 = 1 / cond_a
         t1 = test1 / (1 + norm_a * norm_x / norm_b)
         rtol = TOLERANCE + TOLERANCE * norm_a * norm_x / norm_b
-        if 1 + test3 <= 1 or 1 + test2 <= 1 or 1 + t1 <= 1:
-            break
-        if test3 <= CONDITION_LIMIT or test2 <= TOLERANCE or test1 <= rtol:
+        stop = (1 + test3 <= 1) | (1 + test2 <= 1) | (1 + t1 <= 1)
+        stop = stop | (test3 <= CONDITION_LIMIT) | (test2 <= TOLERANCE) | (test1 <= rtol)
+        done = done | stop
+        if iteration % CHECK_EVERY == 0 and bool(done):
             break
     return x.cpu().numpy()
 
