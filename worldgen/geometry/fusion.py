@@ -33,37 +33,46 @@ CONDITION_LIMIT = 1e-8
 """lsmr's `atol`/`btol` and 1/`conlim` (scipy's defaults for conlim)."""
 
 
-def _shift_rows(a: np.ndarray, offset: int) -> np.ndarray:
+def _shift_rows(a: torch.Tensor, offset: int) -> torch.Tensor:
     """Rows shifted by ±1 with the edge row replicated (no wrap vertically)."""
     if offset == -1:
-        return np.concatenate([a[..., :1, :], a[..., :-1, :]], axis=-2)
-    return np.concatenate([a[..., 1:, :], a[..., -1:, :]], axis=-2)
+        return torch.cat([a[..., :1, :], a[..., :-1, :]], dim=-2)
+    return torch.cat([a[..., 1:, :], a[..., -1:, :]], dim=-2)
 
 
-def _with_seam_column(a: np.ndarray) -> np.ndarray:
+def _with_seam_column(a: torch.Tensor) -> torch.Tensor:
     """Column 0 appended on the right (the wrap padding MoGe applies before its vertical differences)."""
-    return np.concatenate([a, a[..., :1]], axis=-1)
+    return torch.cat([a, a[..., :1]], dim=-1)
 
 
-def observed_derivatives(log_maps: np.ndarray, masks: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Mask-averaged x/y forward differences and Laplacians over views: name → (values, any-view mask).
+def observed_derivatives(
+    log_maps: np.ndarray | torch.Tensor, masks: np.ndarray | torch.Tensor, device: torch.device | str = "cpu"
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Mask-averaged x/y forward differences and Laplacians over views: name → (values, any-view mask),
+    computed on `device`.
 
     "y" is (H − 1) × (W + 1): its last column repeats column 0 (see the module docstring)."""
-    right = np.roll(log_maps, -1, axis=-1)
-    right_mask = np.roll(masks, -1, axis=-1)
+    log_maps = torch.as_tensor(log_maps, device=device)
+    masks = torch.as_tensor(masks, device=device)
+    right = torch.roll(log_maps, -1, dims=-1)
+    right_mask = torch.roll(masks, -1, dims=-1)
     padded, padded_mask = _with_seam_column(log_maps), _with_seam_column(masks)
     terms = {
         "x": (log_maps - right, masks & right_mask),
         "y": (padded[:, :-1] - padded[:, 1:], padded_mask[:, :-1] & padded_mask[:, 1:]),
         "laplacian": (
-            _shift_rows(log_maps, -1) + _shift_rows(log_maps, 1) + np.roll(log_maps, 1, axis=-1) + right - 4 * log_maps,
-            masks & _shift_rows(masks, -1) & _shift_rows(masks, 1) & np.roll(masks, 1, axis=-1) & right_mask,
+            _shift_rows(log_maps, -1)
+            + _shift_rows(log_maps, 1)
+            + torch.roll(log_maps, 1, dims=-1)
+            + right
+            - 4 * log_maps,
+            masks & _shift_rows(masks, -1) & _shift_rows(masks, 1) & torch.roll(masks, 1, dims=-1) & right_mask,
         ),
     }
     averaged = {}
     for name, (values, valid) in terms.items():
-        count = valid.sum(axis=0)
-        mean = (values * valid).sum(axis=0) / np.maximum(count, 1e-3)
+        count = valid.sum(dim=0).to(torch.float64)
+        mean = (values * valid).sum(dim=0).to(torch.float64) / torch.clamp(count, min=1e-3)
         averaged[name] = (mean, count > 0)
     return averaged
 
@@ -71,7 +80,7 @@ def observed_derivatives(log_maps: np.ndarray, masks: np.ndarray) -> dict[str, t
 def _operators(height: int, width: int) -> dict[str, csr_array]:
     """Sparse operators matching `observed_derivatives` on an H × W grid (x wraps, y does not)."""
     index = np.arange(height * width).reshape(height, width)
-    seam = _with_seam_column(index)
+    seam = np.concatenate([index, index[:, :1]], axis=1)
     n = height * width
 
     def rows(cols: list[np.ndarray], weights: list[float]) -> csr_array:
@@ -90,17 +99,11 @@ def _operators(height: int, width: int) -> dict[str, csr_array]:
     }
 
 
-def _shift_rows_t(a: torch.Tensor, offset: int) -> torch.Tensor:
-    if offset == -1:
-        return torch.cat([a[..., :1, :], a[..., :-1, :]], dim=-2)
-    return torch.cat([a[..., 1:, :], a[..., -1:, :]], dim=-2)
-
-
 def _equations(x: torch.Tensor, masks: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
     """A·x for the stacked x, y and Laplacian equations (rows not selected are zero)."""
     right = torch.roll(x, -1, dims=-1)
     padded = torch.cat([x, x[..., :1]], dim=-1)
-    laplacian = _shift_rows_t(x, -1) + _shift_rows_t(x, 1) + torch.roll(x, 1, dims=-1) + right - 4 * x
+    laplacian = _shift_rows(x, -1) + _shift_rows(x, 1) + torch.roll(x, 1, dims=-1) + right - 4 * x
     return (
         (x - right) * masks["x"],
         (padded[..., :-1, :] - padded[..., 1:, :]) * masks["y"],
@@ -124,7 +127,7 @@ CHECK_EVERY = 16
 
 
 def solve_log_distance(
-    derivatives: dict[str, tuple[np.ndarray, np.ndarray]],
+    derivatives: dict[str, tuple[torch.Tensor, torch.Tensor]],
     height: int,
     width: int,
     initial: np.ndarray | None = None,
@@ -227,13 +230,16 @@ def solve_log_distance(
 
 
 def lsmr_reference(
-    derivatives: dict[str, tuple[np.ndarray, np.ndarray]], height: int, width: int, initial: np.ndarray | None = None
+    derivatives: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    height: int,
+    width: int,
+    initial: np.ndarray | None = None,
 ) -> np.ndarray:
     """The same least squares by scipy's sparse `lsmr` (as MoGe solves it): the tests' yardstick."""
     operators = _operators(height, width)
     blocks, targets = [], []
     for name in ("x", "y", "laplacian"):
-        values, valid = derivatives[name]
+        values, valid = (t.cpu().numpy() for t in derivatives[name])
         selected = valid.reshape(-1)
         blocks.append(operators[name][selected])
         targets.append(values.reshape(-1)[selected])
@@ -259,5 +265,6 @@ def fuse_views(
         initial = np.log(cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR))
     log_views = np.log(np.clip(distances, 1e-6, None)).astype(np.float32)
     values, visible = project_to_panorama(log_views, masks, cameras, height, width)
-    log_distance = solve_log_distance(observed_derivatives(values, visible), height, width, initial, device)
+    derivatives = observed_derivatives(values, visible, device)
+    log_distance = solve_log_distance(derivatives, height, width, initial, device)
     return np.exp(log_distance).astype(np.float32), np.asarray(visible.any(axis=0))
