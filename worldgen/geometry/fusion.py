@@ -111,6 +111,28 @@ def _equations(x: torch.Tensor, masks: dict[str, torch.Tensor]) -> tuple[torch.T
     )
 
 
+def _unshift_rows(g: torch.Tensor, offset: int) -> torch.Tensor:
+    """The adjoint of `_shift_rows(·, offset)`: the replicated edge row gathers two rows' weights."""
+    zero = torch.zeros_like(g[..., :1, :])
+    if offset == -1:  # row i read row i − 1 (row 0 read itself)
+        return torch.cat([g[..., :1, :] + g[..., 1:2, :], g[..., 2:, :], zero], dim=-2)
+    return torch.cat([zero, g[..., :-2, :], g[..., -2:-1, :] + g[..., -1:, :]], dim=-2)
+
+
+def _adjoint(r: tuple[torch.Tensor, ...], masks: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Aᵀ·r for `_equations` (checked against torch's vector-Jacobian product in the tests);
+    explicit so that a CUDA graph can capture it."""
+    gx, gy, gl = r[0] * masks["x"], r[1] * masks["y"], r[2] * masks["laplacian"]
+    out = gx - torch.roll(gx, 1, dims=-1)
+    padded = torch.cat([gy, torch.zeros_like(gy[..., :1, :])], dim=-2) - torch.cat(
+        [torch.zeros_like(gy[..., :1, :]), gy], dim=-2
+    )  # (H, W + 1): the padded grid's weights; column W is column 0 again
+    out = out + padded[..., :-1]
+    out[..., :1] += padded[..., -1:]
+    laplacian = _unshift_rows(gl, -1) + _unshift_rows(gl, 1) + torch.roll(gl, -1, dims=-1) + torch.roll(gl, 1, dims=-1)
+    return out + laplacian - 4 * gl
+
+
 def _givens(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The plane rotation (c, s, r) with [c s; −s c]·[a; b] = [r; 0], r = hypot(a, b) ≥ 0 (0-dim tensors)."""
     r = torch.hypot(a, b)
@@ -122,8 +144,143 @@ def _safe_div(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(b == 0, torch.zeros_like(a), a / torch.where(b == 0, torch.ones_like(b), b))
 
 
+def _norm(parts: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    return torch.sqrt(sum((p * p).sum() for p in parts))  # type: ignore[arg-type]
+
+
 CHECK_EVERY = 16
-"""Iterations between the host's looks at the stopping flag (the solve itself never waits for the host)."""
+"""Iterations between the host's looks at the stopping flag (the solve itself never waits for the
+host); on a GPU, one CUDA graph runs this many iterations."""
+
+State = dict[str, torch.Tensor]
+
+
+class _Lsmr:
+    """LSMR's recurrences (Fong & Saunders, as scipy writes them) for the fusion's equations, one
+    iteration per `step`: a pure function of the state, every scalar a 0-dim tensor on the
+    device, so that a GPU can replay many iterations as one CUDA graph without the host."""
+
+    def __init__(self, masks: dict[str, torch.Tensor], norm_b: torch.Tensor, max_iterations: int) -> None:
+        self.masks = masks
+        self.norm_b = norm_b
+        self.max_iterations = max_iterations
+        self.zero = torch.zeros_like(norm_b)
+        self.inf = torch.full_like(norm_b, math.inf)
+
+    def apply(self, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return _equations(v, self.masks)
+
+    def adjoint(self, r: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return _adjoint(r, self.masks)
+
+    def start(self, b: tuple[torch.Tensor, ...], x: torch.Tensor, warm: bool) -> State | None:
+        """The state before iteration 1, or None when x already solves the system."""
+        u = tuple(bi - ai for bi, ai in zip(b, self.apply(x), strict=True)) if warm else b
+        beta = _norm(u)
+        u = tuple(_safe_div(ui, beta) for ui in u)
+        v = self.adjoint(u)
+        alpha = v.norm()
+        v = _safe_div(v, alpha)
+        if float(alpha * beta) == 0:
+            return None
+        one, zero = torch.ones_like(alpha), self.zero
+        return {
+            "x": x, "u0": u[0], "u1": u[1], "u2": u[2], "v": v, "h": v.clone(), "hbar": torch.zeros_like(x),
+            "alpha": alpha, "zetabar": alpha * beta, "alphabar": alpha, "rho": one, "rhobar": one.clone(),
+            "cbar": one.clone(), "sbar": zero.clone(), "betadd": beta, "betad": zero.clone(),
+            "rhodold": one.clone(), "tautildeold": zero.clone(), "thetatilde": zero.clone(), "zeta": zero.clone(),
+            "d": zero.clone(), "norm_a2": alpha * alpha, "maxrbar": zero.clone(),
+            "minrbar": torch.full_like(zero, 1e100),
+            "iteration": zero.clone(), "stopped_at": zero.clone(), "done": torch.zeros_like(zero, dtype=torch.bool),
+        }  # fmt: skip
+
+    def step(self, s: State) -> State:
+        alpha, done = s["alpha"], s["done"]
+        u = tuple(ai - alpha * ui for ai, ui in zip(self.apply(s["v"]), (s["u0"], s["u1"], s["u2"]), strict=True))
+        beta = _norm(u)
+        u = tuple(_safe_div(ui, beta) for ui in u)
+        v = torch.where(beta > 0, self.adjoint(u) - beta * s["v"], s["v"])
+        alpha = torch.where(beta > 0, v.norm(), alpha)
+        v = _safe_div(v, alpha)
+        chat, shat, alphahat = _givens(s["alphabar"], self.zero)
+        rhoold = s["rho"]
+        c, sn, rho = _givens(alphahat, beta)
+        thetanew, alphabar = sn * alpha, c * alpha
+        rhobarold, zetaold = s["rhobar"], s["zeta"]
+        thetabar, rhotemp = s["sbar"] * rho, s["cbar"] * rho
+        cbar, sbar, rhobar = _givens(s["cbar"] * rho, thetanew)
+        zeta, zetabar = cbar * s["zetabar"], -sbar * s["zetabar"]
+        hbar = s["h"] - (thetabar * rho / (rhoold * rhobarold)) * s["hbar"]
+        x = torch.where(done, s["x"], s["x"] + (zeta / (rho * rhobar)) * hbar)
+        h = v - (thetanew / rho) * s["h"]
+        # ‖r‖ without forming r
+        betaacute, betacheck = chat * s["betadd"], -shat * s["betadd"]
+        betahat, betadd = c * betaacute, -sn * betaacute
+        thetatildeold = s["thetatilde"]
+        ctildeold, stildeold, rhotildeold = _givens(s["rhodold"], thetabar)
+        thetatilde, rhodold = stildeold * rhobar, ctildeold * rhobar
+        betad = -stildeold * s["betad"] + ctildeold * betahat
+        tautildeold = (zetaold - thetatildeold * s["tautildeold"]) / rhotildeold
+        taud = (zeta - thetatilde * tautildeold) / rhodold
+        d = s["d"] + betacheck * betacheck
+        norm_r = torch.sqrt(d + (betad - taud) ** 2 + betadd * betadd)
+        # ‖A‖ and cond(A) estimates, then scipy's stopping rules
+        norm_a2 = s["norm_a2"] + beta * beta
+        norm_a = torch.sqrt(norm_a2)
+        norm_a2 = norm_a2 + alpha * alpha
+        iteration = s["iteration"] + 1
+        maxrbar = torch.maximum(s["maxrbar"], rhobarold)
+        minrbar = torch.where(iteration > 1, torch.minimum(s["minrbar"], rhobarold), s["minrbar"])
+        cond_a = torch.maximum(maxrbar, rhotemp) / torch.minimum(minrbar, rhotemp)
+        norm_ar, norm_x, norm_b = zetabar.abs(), x.norm(), self.norm_b
+        test1 = norm_r / norm_b
+        test2 = _safe_div(norm_ar, norm_a * norm_r) + torch.where(norm_a * norm_r == 0, self.inf, self.zero)
+        test3 = 1 / cond_a
+        t1 = test1 / (1 + norm_a * norm_x / norm_b)
+        rtol = TOLERANCE + TOLERANCE * norm_a * norm_x / norm_b
+        stop = (1 + test3 <= 1) | (1 + test2 <= 1) | (1 + t1 <= 1)
+        stop = stop | (test3 <= CONDITION_LIMIT) | (test2 <= TOLERANCE) | (test1 <= rtol)
+        stop = stop | (iteration >= self.max_iterations)
+        stopped_at = torch.where(done, s["stopped_at"], iteration)
+        return {
+            "x": x, "u0": u[0], "u1": u[1], "u2": u[2], "v": v, "h": h, "hbar": hbar, "alpha": alpha,
+            "zetabar": zetabar, "alphabar": alphabar, "rho": rho, "rhobar": rhobar, "cbar": cbar, "sbar": sbar,
+            "betadd": betadd, "betad": betad, "rhodold": rhodold, "tautildeold": tautildeold,
+            "thetatilde": thetatilde, "zeta": zeta, "d": d, "norm_a2": norm_a2, "maxrbar": maxrbar,
+            "minrbar": minrbar, "iteration": iteration, "stopped_at": stopped_at, "done": done | stop,
+        }  # fmt: skip
+
+
+def _iterate_eagerly(solver: _Lsmr, state: State) -> State:
+    """Iterations one by one (the CPU), looking at the flag every CHECK_EVERY."""
+    for _ in range(0, solver.max_iterations, CHECK_EVERY):
+        for _ in range(CHECK_EVERY):
+            state = solver.step(state)
+        if bool(state["done"]):
+            break
+    return state
+
+
+def _iterate_in_graphs(solver: _Lsmr, state: State) -> State:
+    """CHECK_EVERY iterations captured once as a CUDA graph and replayed until the solve stops:
+    one launch instead of ≈ 150 small kernels per iteration (the solve is launch-bound)."""
+    side = torch.cuda.Stream(state["x"].device)
+    side.wait_stream(torch.cuda.current_stream(state["x"].device))
+    with torch.cuda.stream(side):  # lazy initialisations must not happen during the capture
+        solver.step({k: v.clone() for k, v in state.items()})
+    torch.cuda.current_stream(state["x"].device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        advanced = state
+        for _ in range(CHECK_EVERY):
+            advanced = solver.step(advanced)
+        for key, value in advanced.items():
+            state[key].copy_(value)
+    for _ in range(0, solver.max_iterations, CHECK_EVERY):
+        graph.replay()
+        if bool(state["done"]):
+            break
+    return state
 
 
 def solve_log_distance(
@@ -132,101 +289,29 @@ def solve_log_distance(
     width: int,
     initial: np.ndarray | None = None,
     device: torch.device | str = "cpu",
+    stats: dict[str, int] | None = None,
 ) -> np.ndarray:
-    """Least-squares log-distance (H, W) by LSMR (Fong & Saunders) in torch, with scipy's defaults
-    and stopping rules (atol = btol = 1e-5, conlim 1e8): MoGe stops its solve there, short of the
-    exact optimum, so the same iterate is what reproduces the reference.
-
-    Every scalar of the recurrences stays on the device; the iterate freezes at the first
-    iteration that meets a stopping rule, and the host checks that flag every CHECK_EVERY
-    iterations, so a GPU runs the solve without waiting on the CPU."""
-    dtype = torch.float64
+    """Least-squares log-distance (H, W) by LSMR in torch, with scipy's defaults and stopping rules
+    (atol = btol = 1e-5, conlim 1e8): MoGe stops its solve there, short of the exact optimum, so
+    the same iterate is what reproduces the reference. The iterate freezes at the first iteration
+    that meets a stopping rule, so checking every CHECK_EVERY iterations changes nothing.
+    `stats`, if given, receives the iteration count (scipy's `itn`)."""
+    dtype, device = torch.float64, torch.device(device)
     masks = {name: torch.as_tensor(valid, device=device).to(dtype) for name, (_, valid) in derivatives.items()}
     b = tuple(torch.as_tensor(derivatives[n][0], device=device).to(dtype) * masks[n] for n in ("x", "y", "laplacian"))
     x = torch.zeros((height, width), dtype=dtype, device=device)
     if initial is not None:
         x = torch.as_tensor(initial, device=device).to(dtype).reshape(height, width).clone()
     rows = int(sum(float(m.sum()) for m in masks.values()))
-    max_iterations = min(rows, height * width)
-
-    def apply(v: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return _equations(v, masks)
-
-    adjoint_of = torch.func.vjp(apply, x)[1]  # A is linear: its vector-Jacobian product is Aᵀ
-
-    def adjoint(r: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        return adjoint_of(r)[0]
-
-    def norm(parts: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        return torch.sqrt(sum((p * p).sum() for p in parts))  # type: ignore[arg-type]
-
-    def scalar(value: float) -> torch.Tensor:
-        return torch.tensor(value, dtype=dtype, device=device)
-
-    norm_b = norm(b)
-    u = tuple(bi - ai for bi, ai in zip(b, apply(x), strict=True)) if initial is not None else b
-    beta = norm(u)
-    u = tuple(_safe_div(ui, beta) for ui in u)
-    v = adjoint(u)
-    alpha = v.norm()
-    v = _safe_div(v, alpha)
-    if float(alpha * beta) == 0:
+    solver = _Lsmr(masks, _norm(b), min(rows, height * width))
+    state = solver.start(b, x, warm=initial is not None)
+    if state is None:
         return x.cpu().numpy()
-    zetabar, alphabar, rho, rhobar, cbar, sbar = alpha * beta, alpha, scalar(1), scalar(1), scalar(1), scalar(0)
-    h, hbar = v.clone(), torch.zeros_like(x)
-    betadd, betad, rhodold, tautildeold = beta, scalar(0), scalar(1), scalar(0)
-    thetatilde, zeta, d = scalar(0), scalar(0), scalar(0)
-    norm_a2, maxrbar, minrbar = alpha * alpha, scalar(0), scalar(1e100)
-    done = torch.zeros((), dtype=torch.bool, device=device)
-    for iteration in range(1, max_iterations + 1):
-        u = tuple(ai - alpha * ui for ai, ui in zip(apply(v), u, strict=True))
-        beta = norm(u)
-        u = tuple(_safe_div(ui, beta) for ui in u)
-        v = torch.where(beta > 0, adjoint(u) - beta * v, v)
-        alpha = torch.where(beta > 0, v.norm(), alpha)
-        v = _safe_div(v, alpha)
-        chat, shat, alphahat = _givens(alphabar, scalar(0))
-        rhoold = rho
-        c, s, rho = _givens(alphahat, beta)
-        thetanew, alphabar = s * alpha, c * alpha
-        rhobarold, zetaold = rhobar, zeta
-        thetabar, rhotemp = sbar * rho, cbar * rho
-        cbar, sbar, rhobar = _givens(cbar * rho, thetanew)
-        zeta, zetabar = cbar * zetabar, -sbar * zetabar
-        hbar = h - (thetabar * rho / (rhoold * rhobarold)) * hbar
-        x = torch.where(done, x, x + (zeta / (rho * rhobar)) * hbar)
-        h = v - (thetanew / rho) * h
-        # ‖r‖ without forming r
-        betaacute, betacheck = chat * betadd, -shat * betadd
-        betahat, betadd = c * betaacute, -s * betaacute
-        thetatildeold = thetatilde
-        ctildeold, stildeold, rhotildeold = _givens(rhodold, thetabar)
-        thetatilde, rhodold = stildeold * rhobar, ctildeold * rhobar
-        betad = -stildeold * betad + ctildeold * betahat
-        tautildeold = (zetaold - thetatildeold * tautildeold) / rhotildeold
-        taud = (zeta - thetatilde * tautildeold) / rhodold
-        d = d + betacheck * betacheck
-        norm_r = torch.sqrt(d + (betad - taud) ** 2 + betadd * betadd)
-        # ‖A‖ and cond(A) estimates, then scipy's stopping rules
-        norm_a2 = norm_a2 + beta * beta
-        norm_a = torch.sqrt(norm_a2)
-        norm_a2 = norm_a2 + alpha * alpha
-        maxrbar = torch.maximum(maxrbar, rhobarold)
-        if iteration > 1:
-            minrbar = torch.minimum(minrbar, rhobarold)
-        cond_a = torch.maximum(maxrbar, rhotemp) / torch.minimum(minrbar, rhotemp)
-        norm_ar, norm_x = zetabar.abs(), x.norm()
-        test1 = norm_r / norm_b
-        test2 = _safe_div(norm_ar, norm_a * norm_r) + torch.where(norm_a * norm_r == 0, scalar(math.inf), scalar(0))
-        test3 = 1 / cond_a
-        t1 = test1 / (1 + norm_a * norm_x / norm_b)
-        rtol = TOLERANCE + TOLERANCE * norm_a * norm_x / norm_b
-        stop = (1 + test3 <= 1) | (1 + test2 <= 1) | (1 + t1 <= 1)
-        stop = stop | (test3 <= CONDITION_LIMIT) | (test2 <= TOLERANCE) | (test1 <= rtol)
-        done = done | stop
-        if iteration % CHECK_EVERY == 0 and bool(done):
-            break
-    return x.cpu().numpy()
+    iterate = _iterate_in_graphs if device.type == "cuda" else _iterate_eagerly
+    state = iterate(solver, state)
+    if stats is not None:
+        stats["iterations"] = int(state["stopped_at"])
+    return state["x"].cpu().numpy()
 
 
 def lsmr_reference(
@@ -234,6 +319,7 @@ def lsmr_reference(
     height: int,
     width: int,
     initial: np.ndarray | None = None,
+    stats: dict[str, int] | None = None,
 ) -> np.ndarray:
     """The same least squares by scipy's sparse `lsmr` (as MoGe solves it): the tests' yardstick."""
     operators = _operators(height, width)
@@ -246,7 +332,9 @@ def lsmr_reference(
     system = vstack(blocks).tocsr()
     rhs = np.concatenate(targets)
     x0 = initial.reshape(-1).astype(np.float64) if initial is not None else None
-    solution = lsmr(system, rhs, atol=TOLERANCE, btol=TOLERANCE, x0=x0)[0]
+    solution, _, iterations, *_ = lsmr(system, rhs, atol=TOLERANCE, btol=TOLERANCE, x0=x0)
+    if stats is not None:
+        stats["iterations"] = int(iterations)
     return solution.reshape(height, width)
 
 
@@ -264,7 +352,7 @@ def fuse_views(
         coarse, _ = fuse_views(distances, masks, cameras, height // 2, width // 2, device)
         initial = np.log(cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR))
     log_views = np.log(np.clip(distances, 1e-6, None)).astype(np.float32)
-    values, visible = project_to_panorama(log_views, masks, cameras, height, width)
+    values, visible = project_to_panorama(log_views, masks, cameras, height, width, device)
     derivatives = observed_derivatives(values, visible, device)
     log_distance = solve_log_distance(derivatives, height, width, initial, device)
-    return np.exp(log_distance).astype(np.float32), np.asarray(visible.any(axis=0))
+    return np.exp(log_distance).astype(np.float32), visible.any(dim=0).cpu().numpy()

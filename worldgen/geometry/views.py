@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 
 from worldgen.geometry.sphere import directions_to_uv, panorama_rays
 
@@ -79,27 +80,60 @@ def sample_views(panorama: np.ndarray, cameras: ViewCameras) -> np.ndarray:
 
 
 def project_to_panorama(
-    maps: np.ndarray, masks: np.ndarray, cameras: ViewCameras, height: int, width: int
-) -> tuple[np.ndarray, np.ndarray]:
+    maps: np.ndarray | torch.Tensor,
+    masks: np.ndarray | torch.Tensor,
+    cameras: ViewCameras,
+    height: int,
+    width: int,
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-view maps (N, r, r) and masks → their values on the panorama grid (N, H, W) and where
-    each view sees that pixel (N, H, W)."""
-    rays = panorama_rays(height, width).astype(np.float64)
-    values = np.zeros((len(cameras), height, width), np.float32)
-    visible = np.zeros((len(cameras), height, width), bool)
-    for index, rotation in enumerate(cameras.rotations):
-        local = rays @ rotation.T
+    each view sees that pixel (N, H, W), computed on `device`.
+
+    Sampled as MoGe's merge samples with cv2.remap (BORDER_REPLICATE) in the OpenCV we pin (5.x,
+    which interpolates at the exact float32 positions; 4.x rounded them to 1/32 pixel): bilinear
+    with float32 weights, masks by nearest (round half to even). One view at a time keeps the float64 rays small."""
+    device = torch.device(device)
+    maps_t = torch.as_tensor(maps, device=device).to(torch.float32)
+    masks_t = torch.as_tensor(masks, device=device).to(torch.bool)
+    count, r = maps_t.shape[0], maps_t.shape[-1]
+    rays = torch.from_numpy(panorama_rays(height, width)).to(device, torch.float64)
+    rotations = torch.as_tensor(cameras.rotations, dtype=torch.float64, device=device)
+    values = torch.zeros((count, height, width), dtype=torch.float32, device=device)
+    visible = torch.zeros((count, height, width), dtype=torch.bool, device=device)
+    for index in range(count):
+        local = rays @ rotations[index].T
         z = local[..., 2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            u = cameras.focal * local[..., 0] / z + 0.5
-            v = cameras.focal * local[..., 1] / z + 0.5
+        u = cameras.focal * local[..., 0] / z + 0.5
+        v = cameras.focal * local[..., 1] / z + 0.5
         inside = (z > 0) & (u > 0) & (u < 1) & (v > 0) & (v < 1)
-        r = maps.shape[-1]
-        map_x = np.where(inside, np.clip(u, 0, 1) * r - 0.5, 0).astype(np.float32)
-        map_y = np.where(inside, np.clip(v, 0, 1) * r - 0.5, 0).astype(np.float32)
-        sampled = cv2.remap(maps[index].astype(np.float32), map_x, map_y, cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
-        valid = cv2.remap(masks[index].astype(np.uint8), map_x, map_y, cv2.INTER_NEAREST,
-                          borderMode=cv2.BORDER_REPLICATE) > 0  # fmt: skip
-        values[index] = np.where(inside, sampled, 0)
-        visible[index] = inside & valid
+        map_x = torch.where(inside, u.clamp(0, 1) * r - 0.5, 0).to(torch.float32)
+        map_y = torch.where(inside, v.clamp(0, 1) * r - 0.5, 0).to(torch.float32)
+        values[index] = torch.where(inside, _remap_linear(maps_t[index], map_x, map_y), 0)
+        visible[index] = inside & _remap_nearest(masks_t[index], map_x, map_y)
     return values, visible
+
+
+def _remap_linear(image: torch.Tensor, map_x: torch.Tensor, map_y: torch.Tensor) -> torch.Tensor:
+    """cv2.remap(INTER_LINEAR, BORDER_REPLICATE) of a float32 image (h, w) at float32 maps."""
+    h, w = image.shape
+    floor_x, floor_y = torch.floor(map_x), torch.floor(map_y)
+    fx, fy = map_x - floor_x, map_y - floor_y
+    x0, y0 = floor_x.to(torch.int64), floor_y.to(torch.int64)
+    flat = image.reshape(-1)
+    xs = (x0.clamp(0, w - 1), (x0 + 1).clamp(0, w - 1))
+    ys = (y0.clamp(0, h - 1), (y0 + 1).clamp(0, h - 1))
+    wx, wy = (1 - fx, fx), (1 - fy, fy)
+    out = torch.zeros_like(map_x)
+    for j in range(2):
+        for i in range(2):
+            out = out + flat[ys[j] * w + xs[i]] * (wy[j] * wx[i])
+    return out
+
+
+def _remap_nearest(image: torch.Tensor, map_x: torch.Tensor, map_y: torch.Tensor) -> torch.Tensor:
+    """cv2.remap(INTER_NEAREST, BORDER_REPLICATE) of an image (h, w) at float32 maps."""
+    h, w = image.shape
+    x = torch.round(map_x).to(torch.int64).clamp(0, w - 1)
+    y = torch.round(map_y).to(torch.int64).clamp(0, h - 1)
+    return image.reshape(-1)[y * w + x]
