@@ -95,3 +95,11 @@ def test_glb_frame_is_the_reference_viewers_rotation() -> None:
 
     viewer = rotation(0, -np.pi / 2) @ rotation(2, -np.pi / 2)
     assert np.allclose(TO_GLTF, viewer, atol=1e-7)
+
+
+def test_draco_runs_one_encoder_per_layer_where_cores_allow() -> None:
+    from worldgen.stages.export import draco_workers
+
+    assert draco_workers(4, cores=16) == 4  # the GPU host: all layers at once
+    assert draco_workers(4, cores=2) == 2
+    assert draco_workers(1, cores=16) == 1
