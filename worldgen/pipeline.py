@@ -2,7 +2,8 @@
 
 This is what the container entrypoint runs and what `worldgen generate` runs in-process. Stages
 take turns; each reports progress within itself and the plan below turns that into one overall
-fraction for the job.
+fraction for the job. The models of the next stage are read into the page cache in the background
+while the current stage computes (`ModelRuntime.prefetch`).
 """
 
 from __future__ import annotations
@@ -29,11 +30,14 @@ from worldgen.progress import Progress, Stage
 from worldgen.reference import behaviour
 from worldgen.request import WorldRequest
 from worldgen.stages.compose import compose_layers
+from worldgen.stages.depth import MODEL as DEPTH_MODEL
 from worldgen.stages.depth import estimate_depth
 from worldgen.stages.export import export_world
+from worldgen.stages.image_to_panorama import PREFETCH as IMAGE_PANORAMA_MODELS
 from worldgen.stages.image_to_panorama import image_to_panorama
-from worldgen.stages.layers import LayerRequest, decompose
+from worldgen.stages.layers import LayerRequest, decompose, models_for
 from worldgen.stages.panorama import PanoramaResult, PanoramaSpec
+from worldgen.stages.text_to_panorama import PREFETCH as TEXT_PANORAMA_MODELS
 from worldgen.stages.text_to_panorama import text_to_panorama
 from worldgen.stages.world_mesh import Layer, build_meshes
 
@@ -105,6 +109,31 @@ def plan_for(request: WorldRequest, until: str = "world") -> list[Stage]:
     return [*stages, Stage.MESH, Stage.EXPORT]
 
 
+def models_ahead(request: WorldRequest, until: str = "world") -> list[str]:
+    """What the job loads up to the start of its depth stage, in order: the panorama stage's
+    models, then the next stage's (the layers' for a layered world, MoGe for a single layer)."""
+    models: list[str] = []
+    if not (request.panorama_upload_id or request.source_world_id):
+        models += IMAGE_PANORAMA_MODELS if request.image_upload_id else TEXT_PANORAMA_MODELS
+    if until == "panorama":
+        return models
+    if request.layered:
+        return [*models, *models_for(layer_request(request))]
+    return [*models, DEPTH_MODEL] if not request.distance_upload_id else models
+
+
+def layer_request(request: WorldRequest) -> LayerRequest:
+    return LayerRequest(
+        scene=request.scene.value,
+        labels={"fg1": list(request.labels_fg1), "fg2": list(request.labels_fg2)},
+        objects={"fg1": request.objects("fg1"), "fg2": request.objects("fg2")},
+        steps=request.steps,
+        seed=request.inpaint_seed,
+        step_cache=request.step_cache,
+        vae_mode=request.vae_mode,
+    )
+
+
 def generate_world(
     request: WorldRequest,
     runtime: ModelRuntime,
@@ -116,11 +145,26 @@ def generate_world(
     """Run every stage the request needs (`until="panorama"` stops after the panorama); write
     outputs and manifest.json into `out_dir`."""
     assert request.seed is not None, "the seed is resolved before the pipeline runs"
+    try:
+        return _generate(request, runtime, out_dir, progress, inputs, until)
+    finally:
+        runtime.close()  # stop background reads whatever happened
+
+
+def _generate(
+    request: WorldRequest,
+    runtime: ModelRuntime,
+    out_dir: Path,
+    progress: Progress,
+    inputs: WorldInputs | None,
+    until: str,
+) -> dict[str, Any]:
     inputs = inputs or WorldInputs()
     out_dir.mkdir(parents=True, exist_ok=True)
     plan = StagePlan(plan_for(request, until), progress.sink)
     staged = Progress(sink=plan.report, cancel=progress.cancel, warnings=progress.warnings)
     started = time.perf_counter()
+    runtime.prefetch(*models_ahead(request, until))
 
     if request.panorama_upload_id or request.source_world_id:
         panorama = load_panorama(inputs.upload(request.panorama_upload_id or SOURCE_WORLD_INPUT))
@@ -161,17 +205,9 @@ def _world(
         else None
     )
     if request.layered:
-        layer_request = LayerRequest(
-            scene=request.scene.value,
-            labels={"fg1": list(request.labels_fg1), "fg2": list(request.labels_fg2)},
-            objects={"fg1": request.objects("fg1"), "fg2": request.objects("fg2")},
-            steps=request.steps,
-            seed=request.inpaint_seed,
-            step_cache=request.step_cache,
-            vae_mode=request.vae_mode,
-        )
+        runtime.prefetch(DEPTH_MODEL)  # read while the inpaintings run (compose_layers always loads it)
         with plan.timed(Stage.LAYERS):
-            images = decompose(runtime, panorama, layer_request, out_dir, staged)
+            images = decompose(runtime, panorama, layer_request(request), out_dir, staged)
         with plan.timed(Stage.DEPTH):
             layers, full = compose_layers(
                 runtime,
@@ -210,6 +246,7 @@ def _write_manifest(
     meshes: list[Mesh],
 ) -> dict[str, Any]:
     plan.timings[Stage.LOADING_MODELS.value] = round(sum(runtime.load_seconds.values()), 3)
+    runtime.close()  # every load is done: the prefetch stats are final
     plan.timings["total"] = round(time.perf_counter() - started, 3)
     manifest = {
         "request": request.model_dump(mode="json"),
@@ -230,6 +267,7 @@ def _write_manifest(
         "model_load_s": {k: round(v, 3) for k, v in runtime.load_seconds.items()},
         "peak_resident_models": runtime.peak_resident,
         "model_loads": runtime.loads,
+        "prefetch": runtime.prefetch_stats(),
         "resources": resources(runtime.device),
         "cost": cost_estimate(),
         "warnings": list(progress.warnings),

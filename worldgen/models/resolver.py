@@ -42,6 +42,11 @@ class ModelResolver:
     def folder(self, name: str) -> Path:
         return self.root / get_spec(name).relative_dir
 
+    def local(self, name: str) -> Path | None:
+        """The model's folder if it is complete under `root`, else None; never downloads."""
+        folder = self.folder(name)
+        return None if missing_files(folder, get_spec(name)) else folder
+
     def resolve(self, name: str) -> Path:
         """Return the model's folder, complete; fetch it first if allowed."""
         spec = get_spec(name)

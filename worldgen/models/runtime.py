@@ -3,6 +3,9 @@
 Components are loaded when a step starts and released when it ends (`hold`), so peak memory is
 one component plus activations. The registry of resident models is the single place that
 enforces that, and it keeps the peak set for the manifest and for tests.
+
+It also owns the job's `Prefetcher`: `prefetch(*names)` queues models a later step will load, so
+their files are read into the page cache while the current step computes.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import torch
 
 from worldgen.models.device import default_device
 from worldgen.models.precision import Precision, PrecisionChoice, resolve_precision
+from worldgen.models.prefetch import Prefetcher, PrefetchStats, weight_files
+from worldgen.models.registry import MODELS
 from worldgen.models.resolver import ModelResolver
 
 T = TypeVar("T")
@@ -43,6 +48,8 @@ class ModelRuntime:
     loads: dict[str, int] = field(default_factory=dict)
     """How many times each model was loaded (the Fill transformer: once per world)."""
     max_resident_per_kind: dict[str, int] = field(default_factory=dict)
+    prefetcher: Prefetcher | None = field(default=None, repr=False)
+    """Created by the first `prefetch`; a closed one is replaced by the next `prefetch`."""
 
     @classmethod
     def create(
@@ -70,6 +77,33 @@ class ModelRuntime:
 
     def path(self, name: str) -> Path:
         return self.resolver.resolve(name)
+
+    def prefetch(self, *names: str) -> list[Path]:
+        """Queue the weight files of these models (registry names) for reading in the background,
+        in the order given; returns the files queued. A model that is unknown or not complete
+        under the models root is skipped: this never downloads and never raises."""
+        files: list[Path] = []
+        for name in names:
+            spec = MODELS.get(name)
+            try:
+                folder = self.resolver.local(name) if spec is not None else None
+                files += weight_files(folder, spec) if spec is not None and folder is not None else []
+            except OSError:
+                continue
+        if files:
+            if self.prefetcher is None or self.prefetcher.closed:
+                self.prefetcher = Prefetcher()
+            self.prefetcher.prefetch(files)
+        return files
+
+    def prefetch_stats(self) -> dict[str, int | float]:
+        """What the prefetcher did (all zero if nothing was ever queued)."""
+        return (self.prefetcher.stats if self.prefetcher is not None else PrefetchStats()).as_dict()
+
+    def close(self) -> None:
+        """Stop background reading (at the end of a job); the runtime stays usable."""
+        if self.prefetcher is not None:
+            self.prefetcher.close()
 
     @contextmanager
     def hold(self, key: str, kind: str, load: Callable[[], T]) -> Iterator[T]:

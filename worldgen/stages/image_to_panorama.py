@@ -32,6 +32,8 @@ from worldgen.stages.panorama import (
 BASE_MODEL = "flux-fill"
 LORA = "lora-pano-image"
 DEFAULT_TRUE_CFG = 2.0
+PREFETCH = (BASE_MODEL, LORA)
+"""What the stage loads, for the job's prefetch."""
 FOV_DEGREES = 80.0
 POSITIVE_SUFFIX = "high-quality,  high-resolution, sharp, clear, 8k"
 NEGATIVE_PREFIX = "human, person, people, messy,low-quality, blur, noise, low-resolution"
@@ -98,6 +100,4 @@ def image_to_panorama(
         progress,
         condition=condition,
     )
-    return PanoramaResult(
-        image=panorama, settings=describe(spec, "image", true_cfg, LORA, fov_degrees=FOV_DEGREES)
-    )
+    return PanoramaResult(image=panorama, settings=describe(spec, "image", true_cfg, LORA, fov_degrees=FOV_DEGREES))

@@ -19,7 +19,9 @@ from worldgen.models.runtime import ModelRuntime
 from worldgen.models.zim import ZimPredictor
 from worldgen.progress import Progress
 from worldgen.stages import segmentation as seg
-from worldgen.stages.inpaint import Inpainter, inpainter, scene_pass, sky_pass
+from worldgen.stages.inpaint import ADAPTERS, Inpainter, inpainter, scene_pass, sky_pass
+from worldgen.stages.inpaint import BASE_MODEL as INPAINT_MODEL
+from worldgen.stages.super_resolution import MODEL as SR_MODEL
 from worldgen.stages.super_resolution import super_resolve
 
 
@@ -66,6 +68,21 @@ class LayeredImages:
     def mask(self, layer: str) -> np.ndarray | None:
         instances = self.instances.get(layer)
         return np.any([i.mask for i in instances], axis=0) if instances else None
+
+
+def models_for(request: LayerRequest) -> list[str]:
+    """The models `decompose` loads for `request`, roughly in the order it loads them (the job
+    prefetches them): ESRGAN; with any pass, both adapters and the Fill model; Grounding DINO
+    when something is found by label (the sky included), ZIM for every matte."""
+    layers = [name for name in ("fg1", "fg2") if request.wants(name)]
+    outdoor = request.scene == "outdoor"
+    models = [SR_MODEL]
+    if not (layers or outdoor):
+        return models
+    models += [*ADAPTERS.values(), INPAINT_MODEL]
+    if outdoor or any(not request.objects.get(name) for name in layers):
+        models.append("grounding-dino")
+    return [*models, "zim"]
 
 
 def decompose(

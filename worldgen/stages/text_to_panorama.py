@@ -24,6 +24,8 @@ from worldgen.stages.panorama import (
 BASE_MODEL = "flux-dev"
 LORA = "lora-pano-text"
 DEFAULT_TRUE_CFG = 1.0
+PREFETCH = (BASE_MODEL, LORA)
+"""What the stage loads, for the job's prefetch (a prepared set has no LoRA folder: skipped)."""
 
 
 def text_to_panorama(runtime: ModelRuntime, spec: PanoramaSpec, progress: Progress | None = None) -> PanoramaResult:
@@ -53,6 +55,4 @@ def text_to_panorama(runtime: ModelRuntime, spec: PanoramaSpec, progress: Progre
         loras,
         progress,
     )
-    return PanoramaResult(
-        image=image, settings=describe(spec, "text", true_cfg, LORA, lora_prefused=not loras)
-    )
+    return PanoramaResult(image=image, settings=describe(spec, "text", true_cfg, LORA, lora_prefused=not loras))
