@@ -153,3 +153,30 @@ def test_explicit_adjoint_is_the_transpose(height: int) -> None:
     (expected,) = torch.func.vjp(lambda v: _equations(v, masks), x)[1](r)
     assert torch.allclose(_adjoint(r, masks), expected, atol=1e-12)
     assert expected.abs().max() > 0.1
+
+
+def test_in_place_iterations_are_the_eager_ones() -> None:
+    """What the CUDA graph replays (CHECK_EVERY iterations written back into the state's own
+    tensors) gives the eager solve's iterate, iteration count included: no two state entries may
+    share storage."""
+    from worldgen.geometry import fusion
+
+    height, width = 60, 120
+    cameras = ViewCameras.icosahedron(resolution=64)
+    views = sample_views(box_room(height, width), cameras) * np.random.default_rng(5).uniform(0.5, 2, (12, 1, 1))
+    values, visible = project_to_panorama(np.log(views).astype(np.float32), np.ones(views.shape, bool), cameras,
+                                          height, width)  # fmt: skip
+    derivatives = observed_derivatives(values, visible)
+    masks = {name: valid.to(torch.float64) for name, (_, valid) in derivatives.items()}
+    b = tuple(derivatives[n][0].to(torch.float64) * masks[n] for n in ("x", "y", "laplacian"))
+    solver = fusion._Lsmr(masks, fusion._norm(b), height * width)
+    start = solver.start(b, torch.zeros((height, width), dtype=torch.float64), warm=False)
+    assert start is not None
+    eager = fusion._iterate_eagerly(solver, dict(start))
+    state = fusion._static(start)
+    for _ in range(0, solver.max_iterations, fusion.CHECK_EVERY):
+        fusion._advance(solver, state)
+        if bool(state["done"]):
+            break
+    assert int(state["stopped_at"]) == int(eager["stopped_at"]) > 50
+    assert torch.equal(state["x"], eager["x"])

@@ -261,21 +261,34 @@ def _iterate_eagerly(solver: _Lsmr, state: State) -> State:
     return state
 
 
+def _static(state: State) -> State:
+    """The state in tensors of its own: `start` lets some entries share one tensor (alpha and
+    alphabar begin equal), which in-place updates must not."""
+    return {key: value.clone() for key, value in state.items()}
+
+
+def _advance(solver: _Lsmr, state: State) -> None:
+    """CHECK_EVERY iterations written back into `state`'s own tensors: what the CUDA graph holds."""
+    advanced = state
+    for _ in range(CHECK_EVERY):
+        advanced = solver.step(advanced)
+    for key, value in advanced.items():
+        state[key].copy_(value)
+
+
 def _iterate_in_graphs(solver: _Lsmr, state: State) -> State:
-    """CHECK_EVERY iterations captured once as a CUDA graph and replayed until the solve stops:
-    one launch instead of ≈ 150 small kernels per iteration (the solve is launch-bound)."""
-    side = torch.cuda.Stream(state["x"].device)
-    side.wait_stream(torch.cuda.current_stream(state["x"].device))
+    """`_advance` captured once as a CUDA graph and replayed until the solve stops: one launch
+    instead of ≈ 150 small kernels per iteration (the solve is launch-bound)."""
+    state = _static(state)
+    device = state["x"].device
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(side):  # lazy initialisations must not happen during the capture
-        solver.step({k: v.clone() for k, v in state.items()})
-    torch.cuda.current_stream(state["x"].device).wait_stream(side)
+        solver.step(_static(state))
+    torch.cuda.current_stream(device).wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        advanced = state
-        for _ in range(CHECK_EVERY):
-            advanced = solver.step(advanced)
-        for key, value in advanced.items():
-            state[key].copy_(value)
+        _advance(solver, state)
     for _ in range(0, solver.max_iterations, CHECK_EVERY):
         graph.replay()
         if bool(state["done"]):
