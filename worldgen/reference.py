@@ -15,7 +15,8 @@ PARITY_DOC = "docs/reference-parity.md"
 ALWAYS = (
     "inpainting LoRAs (Scene, Sky) as switchable adapters on one Fill transformer instead of fused into two "
     "pipelines (max 2.4e-7 apart in fp32)",
-    "ZIM on onnxruntime's GPU provider when there is one (the reference runs it on the CPU), 16 boxes per call",
+    "ZIM on the GPU when there is one, through onnxruntime's CUDA provider or else the same graphs in torch "
+    "(onnx2torch) (the reference runs it on the CPU), 16 boxes per call",
     "continuous, monotonic background depth compression curve (the reference's jumps at 0.9 max depth)",
     "depth views sampled with the seam wrapped (the reference blends black in at the seam and the poles); "
     "depth-edge cuts wrap the seam too",

@@ -1,4 +1,4 @@
-"""ZIM (zero-shot image matting) through onnxruntime: the published encoder/decoder ONNX pair.
+"""ZIM (zero-shot image matting): the published encoder/decoder ONNX pair.
 
 Pre-processing as ZIM's predictor: RGB, longest side resized to 1024, normalised on the 0–255
 scale, zero-padded bottom/right to 1024². Box prompts are two corner points labelled 2 and 3 with
@@ -7,17 +7,28 @@ logits are resized to 1024², cropped, resized to the image and thresholded at 0
 Outputs are read by position, as ZIM's own wrappers unpack them (the published files' output
 names are not documented): encoder → image embeddings, feat_D0, feat_D1, feat_D2; decoder → masks,
 IoU predictions. Inputs are fed by name, as ZIM does.
-The CUDA provider is used when the device is a GPU (the reference stays on the CPU by accident).
+
+Where the graphs run is decided once, by `zim_backend`: on a GPU through onnxruntime's CUDA
+provider, or, where the installed onnxruntime has none (the CPU-only build), the same graphs
+converted to torch modules by onnx2torch; on any other device through onnxruntime on the CPU.
+The reference runs ZIM on the CPU by accident; the SAM ViT-L-sized encoder costs tens of seconds
+a world there.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+log = logging.getLogger("worldgen.models")
 
 FRAME = 1024
 GRID = 64
@@ -27,26 +38,124 @@ STD = np.array([58.395, 57.12, 57.375], np.float32)
 FEATURES = ("image_embeddings", "feat_D0", "feat_D1", "feat_D2")
 """The decoder's input names for the encoder's outputs, in the encoder's output order."""
 
+Backend = Literal["onnxruntime-cuda", "torch", "onnxruntime-cpu"]
+CUDA_PROVIDER = "CUDAExecutionProvider"
 
-def providers(device: torch.device) -> list[str]:
-    import onnxruntime as ort
 
-    available = ort.get_available_providers()
-    if device.type == "cuda" and "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
+def zim_backend(
+    device: torch.device, providers: Sequence[str] | None = None, onnx2torch: bool | None = None
+) -> Backend:
+    """Where ZIM runs on `device`, decided here only. A GPU: onnxruntime's CUDA provider if this
+    onnxruntime has it (onnxruntime-gpu, as in the image), else the graphs as torch modules (a
+    machine with the CPU build of onnxruntime still encodes on the GPU), else, without onnx2torch,
+    onnxruntime on the CPU. Any other device: onnxruntime on the CPU. `providers` (onnxruntime's
+    available providers) and `onnx2torch` (importable) default to what is installed."""
+    if device.type != "cuda":
+        return "onnxruntime-cpu"
+    if providers is None:
+        import onnxruntime as ort
+
+        providers = ort.get_available_providers()
+    if CUDA_PROVIDER in providers:
+        return "onnxruntime-cuda"
+    if onnx2torch is None:
+        onnx2torch = onnx2torch_installed()
+    return "torch" if onnx2torch else "onnxruntime-cpu"
+
+
+def onnx2torch_installed() -> bool:
+    return importlib.util.find_spec("onnx2torch") is not None
+
+
+class OrtGraph:
+    """An ONNX graph in an onnxruntime session: `run(feeds)` is `session.run(None, feeds)`."""
+
+    def __init__(self, path: Path, cuda: bool) -> None:
+        import onnxruntime as ort
+
+        providers = [CUDA_PROVIDER, "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
+        self.session = ort.InferenceSession(str(path), providers=providers)
+
+    @property
+    def on_cuda(self) -> bool:
+        """False when the CUDA provider was asked for but did not load (onnxruntime then falls
+        back to the CPU with only a logged error, e.g. when cuDNN or cuBLAS is missing)."""
+        return CUDA_PROVIDER in self.session.get_providers()
+
+    def run(self, feeds: Mapping[str, Any]) -> list[Any]:
+        return list(self.session.run(None, dict(feeds)))
+
+
+class TorchGraph:
+    """An ONNX graph converted to a torch module (onnx2torch), fp32 on `device`, called like an
+    onnxruntime session: fed by name, results by position, as tensors that stay on the device
+    (the encoder's features go to the decoder without a trip through host memory).
+
+    The converted module takes the graph's inputs positionally in the graph's declared order
+    (initializers that are listed as inputs excepted), so names are mapped to that order here."""
+
+    def __init__(self, path: Path, device: torch.device) -> None:
+        import onnx
+        from onnx2torch import convert
+
+        model = onnx.load(str(path))  # a ModelProto, not the path: convert(path) writes beside the file
+        initializers = {tensor.name for tensor in model.graph.initializer}
+        self.inputs = [value.name for value in model.graph.input if value.name not in initializers]
+        number_outputs(model)
+        self.module = convert(model).to(device).eval()
+        self.device = device
+
+    def run(self, feeds: Mapping[str, Any]) -> list[torch.Tensor]:
+        if set(feeds) != set(self.inputs):
+            raise ValueError(f"feeds {sorted(feeds)} are not the graph's inputs {sorted(self.inputs)}")
+        args = [torch.as_tensor(feeds[name], device=self.device).contiguous() for name in self.inputs]
+        with torch.inference_mode():
+            outputs = self.module(*args)
+        return list(outputs) if isinstance(outputs, tuple | list) else [outputs]
+
+
+def number_outputs(model: Any) -> None:
+    """Make graph output i the converted module's result i. onnx2torch returns one result per node
+    that produces graph outputs, deduplicated: a node with several outputs gives its whole tuple,
+    an output listed twice (or two outputs of one node) gives one result, an output that is an
+    input or initializer gives none, and positions shift. Where any of that happens, every graph
+    output gets its own Identity node (a copy); otherwise the graph is left as it is."""
+    import onnx
+
+    producers = {name: index for index, node in enumerate(model.graph.node) for name in node.output}
+    nodes = [producers.get(output.name) for output in model.graph.output]
+    distinct = None not in nodes and len(set(nodes)) == len(nodes)
+    if distinct and all(len(model.graph.node[index].output) == 1 for index in nodes):
+        return
+    for index, output in enumerate(model.graph.output):
+        name = f"worldgen_output_{index}"
+        model.graph.node.append(onnx.helper.make_node("Identity", [output.name], [name], name=name))
+        output.name = name
 
 
 class ZimPredictor:
-    def __init__(self, folder: Path, device: torch.device) -> None:
-        import onnxruntime as ort
-
-        chosen = providers(device)
+    def __init__(self, folder: Path, device: torch.device, backend: Backend | None = None) -> None:
+        """`backend` overrides `zim_backend(device)` (tests run "torch" on the CPU). If the CUDA
+        provider was chosen but does not load, the torch modules take over (where onnx2torch is
+        installed), with a warning, rather than onnxruntime's silent fallback to the CPU."""
         self.device = device
-        self.encoder = ort.InferenceSession(str(folder / "encoder.onnx"), providers=chosen)
-        self.decoder = ort.InferenceSession(str(folder / "decoder.onnx"), providers=chosen)
-        self.features: dict[str, np.ndarray] = {}
-        """Decoder input name → encoder output (matched by position)."""
+        self.backend: Backend = backend or zim_backend(device)
+        self.encoder: OrtGraph | TorchGraph
+        self.decoder: OrtGraph | TorchGraph
+        if self.backend != "torch":
+            self.encoder = OrtGraph(folder / "encoder.onnx", cuda=self.backend == "onnxruntime-cuda")
+            fallback = backend is None and onnx2torch_installed()
+            if self.backend == "onnxruntime-cuda" and not self.encoder.on_cuda and fallback:
+                log.warning("ZIM: onnxruntime's CUDA provider did not load; running the graphs in torch")
+                self.backend = "torch"
+        if self.backend == "torch":
+            self.encoder = TorchGraph(folder / "encoder.onnx", device)
+            self.decoder = TorchGraph(folder / "decoder.onnx", device)
+        else:
+            self.decoder = OrtGraph(folder / "decoder.onnx", cuda=self.backend == "onnxruntime-cuda")
+        self.features: dict[str, np.ndarray | torch.Tensor] = {}
+        """Decoder input name → encoder output (matched by position): arrays from onnxruntime,
+        device tensors from torch."""
         self.size = (0, 0)
         self.scaled = (0, 0)
 
@@ -58,7 +167,7 @@ class ZimPredictor:
         resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR), np.float32)
         canvas = np.zeros((FRAME, FRAME, 3), np.float32)
         canvas[:new_h, :new_w] = (resized - MEAN) / STD
-        outputs = self.encoder.run(None, {"image": canvas.transpose(2, 0, 1)[None]})
+        outputs = self.encoder.run({"image": canvas.transpose(2, 0, 1)[None]})
         self.features = dict(zip(FEATURES, outputs, strict=True))
         self.size, self.scaled = (height, width), (new_h, new_w)
 
@@ -70,11 +179,11 @@ class ZimPredictor:
         masks = np.zeros((len(scaled), height, width), bool)
         for start in range(0, len(scaled), batch):
             chunk = scaled[start : start + batch]
-            feeds = dict(self.features)
+            feeds: dict[str, Any] = dict(self.features)
             feeds["attn_mask"] = box_attention(chunk)
             feeds["point_coords"] = chunk.reshape(-1, 2, 2)
             feeds["point_labels"] = np.tile(np.array([[2, 3]], np.float32), (len(chunk), 1))
-            logits = torch.from_numpy(self.decoder.run(None, feeds)[0][:, :1]).to(self.device)
+            logits = torch.as_tensor(self.decoder.run(feeds)[0][:, :1], device=self.device)
             logits = F.interpolate(logits, (FRAME, FRAME), mode="bilinear", align_corners=False)
             logits = logits[..., :new_h, :new_w]
             logits = F.interpolate(logits, (height, width), mode="bilinear", align_corners=False)
