@@ -1,6 +1,6 @@
 """The whole layered world at full model size on a GPU: random weights, worldgen's own loaders.
 
-    python bench/gpu.py all --dir /tmp/wg-full --out-dir OUT --runs auto+taylorseer auto@panorama --vram-cap-gib 22
+    python bench/gpu.py all --dir /tmp/wg-full --out-dir OUT --runs auto+taylorseer auto@panorama --card-gib 22.5
     python bench/gpu.py prepare --dir /tmp/wg-full          # the model set only
     python bench/gpu.py world --dir /tmp/wg-full --precision fp8 --out OUT/fp8.json
 
@@ -18,6 +18,11 @@ with true CFG, SR, depth with 12 views per layer, meshes, PLY/GLB/Draco — thro
 `generate_world`, exactly as a job does. It first evicts the model files from the page cache,
 so loads come from disk, and records per stage: wall time, peak allocator and driver GPU memory,
 peak host RSS; plus model load times and the cold start (process start → first denoising step).
+`--card-gib 22.5` emulates a smaller card, the A10G's 23,028 MiB: the whole card, not just torch's
+allocator — right after the CUDA context exists, a ballast `cuMemAlloc` takes the rest of the real
+card, so every library (cuBLAS workspaces, onnxruntime, the context itself) shares the 22.5 GiB and
+the runtime's planning sees the free memory such a card would have. Driver-level figures are
+reported without the ballast.
 `--smoke` swaps the FLUX parts for the tiny twins' sizes so the script can be checked on a CPU.
 """
 
@@ -280,6 +285,25 @@ def evict_page_cache(root: Path) -> int:
     return evicted
 
 
+def take_ballast(device: torch.device, card_bytes: int) -> int:
+    """Hold (real total − `card_bytes`) of device memory outside torch's allocator for the life of
+    the process, so that only `card_bytes` minus what is already in use (the CUDA context) stays
+    free. Returns the ballast's size."""
+    import ctypes
+
+    torch.cuda.init()
+    torch.zeros(1, device=device)  # the primary context, current on this thread
+    _, total = torch.cuda.mem_get_info(device)
+    ballast = total - card_bytes
+    if ballast <= 0:
+        return 0
+    pointer = ctypes.c_uint64()
+    status = ctypes.CDLL("libcuda.so.1").cuMemAlloc_v2(ctypes.byref(pointer), ctypes.c_size_t(ballast))
+    if status != 0:
+        raise RuntimeError(f"cuMemAlloc of the {ballast / GIB:.1f} GiB ballast failed with CUresult {status}")
+    return ballast
+
+
 def rss_bytes() -> int:
     return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
@@ -298,8 +322,9 @@ class Monitor:
     the driver's used memory and the RSS; the allocator's exact peak is read and reset at each
     stage change."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, ballast_bytes: int = 0) -> None:
         self.device = device
+        self.ballast_bytes = ballast_bytes
         self.stage = "start"
         self.stats: dict[str, dict[str, float]] = {}
         self.first_step: float | None = None
@@ -325,9 +350,9 @@ class Monitor:
             return 0
         if self._nvml:
             pynvml, handle = self._nvml
-            return int(pynvml.nvmlDeviceGetMemoryInfo(handle).used)
+            return int(pynvml.nvmlDeviceGetMemoryInfo(handle).used) - self.ballast_bytes
         free, total = torch.cuda.mem_get_info(self.device)
-        return total - free
+        return total - free - self.ballast_bytes
 
     def _entry(self, stage: str) -> dict[str, float]:
         return self.stats.setdefault(stage, {"s": 0.0, "alloc_gib": 0.0, "driver_gib": 0.0, "rss_gib": 0.0})
@@ -370,31 +395,34 @@ def world(args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device(args.device)
     report: dict[str, Any] = {"mode": args.precision, "step_cache": args.step_cache}
     report["page_cache_evicted_gib"] = round(evict_page_cache(args.dir) / GIB, 1)
+    ballast = 0
     if device.type == "cuda":
         report["gpu"] = torch.cuda.get_device_name(device)
-        total = torch.cuda.get_device_properties(device).total_memory
-        if args.vram_cap_gib:
-            index = device.index if device.index is not None else torch.cuda.current_device()
-            torch.cuda.set_per_process_memory_fraction(args.vram_cap_gib * GIB / total, index)
-        report["vram_cap_gib"] = args.vram_cap_gib
+        if args.card_gib:
+            ballast = take_ballast(device, int(args.card_gib * GIB))
+        free, _ = torch.cuda.mem_get_info(device)
+        report["card_gib"] = args.card_gib
+        report["free_at_start_gib"] = round(free / GIB, 2)
     import onnxruntime
 
+    from worldgen.models.zim import zim_backend
+
     report["onnxruntime_providers"] = onnxruntime.get_available_providers()
-    monitor = Monitor(device)
+    report["zim_backend"] = zim_backend(device)
+    monitor = Monitor(device, ballast)
     runtime = ModelRuntime.create(args.dir, device=device, precision=args.precision)
     report["precision"] = {"mode": runtime.precision.mode.value, "reason": runtime.precision.reason}
     common = {"seed": args.seed, "steps": args.steps, "scene": "outdoor", "precision": args.precision,
               "step_cache": args.step_cache}  # fmt: skip
-    # Boxes are drawn on a known panorama, so one job makes the panorama and a second one (as a
-    # user re-layering it) the layered world from it: together the work of one text → world job.
-    panorama_request = WorldRequest(prompt=PROMPT, height=args.height, **common)
-    world_request = WorldRequest(
-        panorama_upload_id="panorama",
-        objects_fg1=_scaled(BOXES_FG1, args.height),
+    # One text → layered world job. On random weights only explicit boxes (in panorama pixels)
+    # make fg1 and fg2 certain; the API takes boxes only with a panorama to draw on, so they are
+    # added to the validated text request here. `--until panorama` stops after the panorama.
+    boxes = WorldRequest(
+        panorama_upload_id="drawn-on", objects_fg1=_scaled(BOXES_FG1, args.height),
         objects_fg2=_scaled(BOXES_FG2, args.height),
-        formats=["ply", "glb", "drc"],
-        **common,
-    )
+    )  # fmt: skip
+    world_request = WorldRequest(prompt=PROMPT, height=args.height, formats=["ply", "glb", "drc"], **common)
+    world_request = world_request.model_copy(update={"objects_fg1": boxes.objects_fg1, "objects_fg2": boxes.objects_fg2})
     out = args.work / f"{args.precision}-{args.step_cache}"
     report["until"] = args.until
     shutil.rmtree(out, ignore_errors=True)
@@ -402,12 +430,7 @@ def world(args: argparse.Namespace) -> dict[str, Any]:
     error, manifests = None, []
     try:
         progress = Progress(sink=monitor.sink)
-        manifests.append(generate_world(panorama_request, runtime, out / "panorama", progress, until="panorama"))
-        if args.until != "panorama":
-            (out / "inputs").mkdir()
-            shutil.copy2(out / "panorama" / "panorama.png", out / "inputs" / "panorama")
-            inputs = WorldInputs(out / "inputs")
-            manifests.append(generate_world(world_request, runtime, out / "world", progress, inputs))
+        manifests.append(generate_world(world_request, runtime, out, progress, WorldInputs(), until=args.until))
     except Exception as exc:  # a mode that cannot fit or run is a result, not a crash
         error = f"{type(exc).__name__}: {exc}"[:1000]
     report["world_s"] = round(time.perf_counter() - began, 2)
@@ -421,28 +444,17 @@ def world(args: argparse.Namespace) -> dict[str, Any]:
     # Generation (prompt encoding, 50 steps, decode) with the models loaded; the job's own figure
     # includes the loads.
     report["panorama_s"] = report["stages"].get("panorama", {}).get("s")
-    report["panorama_job_s"] = manifests[0].get("timings_s", {}).get("panorama") if manifests else None
-    report["timings_s"] = _merged([m.get("timings_s", {}) for m in manifests])
-    # The runtime (one for both jobs) counts loads cumulatively: the last manifest has them all.
-    report["model_load_s"] = manifests[-1].get("model_load_s", {}) if manifests else {}
-    report["model_loads"] = manifests[-1].get("model_loads", {}) if manifests else {}
-    report["peak_resident_models"] = [m.get("peak_resident_models") for m in manifests]
-    report["warnings"] = [w for m in manifests for w in m.get("warnings", [])]
-    if len(manifests) == 2:
-        report["layers"] = manifests[1]["layers"]
+    manifest = manifests[0] if manifests else {}
+    report["panorama_job_s"] = manifest.get("timings_s", {}).get("panorama")
+    for key in ("timings_s", "model_load_s", "model_loads", "peak_resident_models", "prefetch", "warnings"):
+        report[key] = manifest.get(key)
+    if manifest and args.until != "panorama":
+        report["layers"] = manifest["layers"]
         names = {layer["name"] for layer in report["layers"]}
         if not error and not {"fg1", "fg2", "sky", "background"} <= names:  # the layered path must run in full
             report["error"] = f"layered path incomplete: layers {sorted(names)}; {report['warnings']}"
-        report["files_mb"] = {f["name"]: round(f["size"] / 1e6, 1) for f in manifests[1]["files"]}
+        report["files_mb"] = {f["name"]: round(f["size"] / 1e6, 1) for f in manifest["files"]}
     return report
-
-
-def _merged(parts: list[dict[str, float]]) -> dict[str, float]:
-    total: dict[str, float] = {}
-    for part in parts:
-        for key, value in part.items():
-            total[key] = round(total.get(key, 0) + value, 3)
-    return total
 
 
 def _scaled(objects: list[dict], height: int) -> list[dict]:
@@ -454,8 +466,8 @@ def compare_panoramas(work: Path, reference: str, other: str) -> dict[str, float
     """The step cache's effect: the cached panorama against the uncached one (same weights, seed)."""
     from PIL import Image
 
-    a = np.asarray(Image.open(work / reference / "panorama" / "panorama.png"), np.float64)
-    b = np.asarray(Image.open(work / other / "panorama" / "panorama.png"), np.float64)
+    a = np.asarray(Image.open(work / reference / "panorama.png"), np.float64)
+    b = np.asarray(Image.open(work / other / "panorama.png"), np.float64)
     mse = float(((a - b) ** 2).mean())
     return {
         "mean_abs_diff": round(float(np.abs(a - b).mean()), 3),
@@ -499,7 +511,9 @@ def main() -> None:
     )
     parser.add_argument("--precision", default="auto", choices=PRECISION_MODES)
     parser.add_argument("--step-cache", default="off", choices=STEP_CACHES)
-    parser.add_argument("--vram-cap-gib", type=float, default=None)
+    parser.add_argument(
+        "--card-gib", type=float, default=None, help="emulate a card this size, context and all libraries included"
+    )
     parser.add_argument("--height", type=int, default=960)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--seed", type=int, default=1)
@@ -536,8 +550,8 @@ def main() -> None:
                        "--precision", mode, "--step-cache", cache, "--until", until, "--out", str(target),
                        "--height", str(args.height), "--steps", str(args.steps), "--seed", str(args.seed),
                        "--device", args.device]  # fmt: skip
-            if args.vram_cap_gib and mode != "bf16":  # bf16 weights alone exceed a 24 GB card
-                command += ["--vram-cap-gib", str(args.vram_cap_gib)]
+            if args.card_gib and mode != "bf16":  # bf16 weights alone exceed a 24 GB card
+                command += ["--card-gib", str(args.card_gib)]
             subprocess.run(command, check=False, stdout=subprocess.DEVNULL)
             result = json.loads(target.read_text()) if target.is_file() else None
             if result is None:

@@ -3,6 +3,7 @@ onnxruntime's: same features, same mattes, inputs by name, outputs by position."
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -48,7 +49,19 @@ def assert_close(actual: torch.Tensor, expected: np.ndarray, relative: float) ->
     ],
 )
 def test_backend_choice(device: str, providers: list[str], onnx2torch: bool, expected: str) -> None:
-    assert zim_backend(torch.device(device), providers, onnx2torch) == expected
+    assert zim_backend(torch.device(device), providers, onnx2torch, free_bytes=20 << 30) == expected
+
+
+@pytest.mark.parametrize("providers", [["CUDAExecutionProvider", "CPUExecutionProvider"], ["CPUExecutionProvider"]])
+def test_a_gpu_short_of_memory_keeps_zim_on_the_cpu(providers: list[str]) -> None:
+    """Planned against the card's free memory: beside a resident Fill transformer on a 24 GB card,
+    ZIM's fp32 encoder in torch does not fit (fp8-storage ran out of memory there), so it runs on
+    the CPU."""
+    from worldgen.models.zim import GPU_BYTES_NEEDED
+
+    cuda = torch.device("cuda")
+    assert zim_backend(cuda, providers, True, free_bytes=GPU_BYTES_NEEDED - 1) == "onnxruntime-cpu"
+    assert zim_backend(cuda, providers, True, free_bytes=GPU_BYTES_NEEDED) != "onnxruntime-cpu"
 
 
 def test_backend_choice_defaults_to_what_is_installed() -> None:
@@ -237,3 +250,29 @@ def test_sam_sized_encoder_converts(tiny_models: Path, tmp_path: Path) -> None:
         assert isinstance(expected, np.ndarray)
         assert_close(converted.features[name], expected, 1e-4)  # type: ignore[arg-type]
     assert np.array_equal(converted.box_masks(BOXES), reference.box_masks(BOXES))
+
+
+def test_graphs_are_converted_once_per_file(tiny_models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A layered world mattes three times; the ONNX → torch conversion (11.6 s for ViT-L on the GPU
+    host) happens once per file, each predictor gets its own module copy, and a changed file is
+    converted again."""
+    import onnx2torch
+
+    folder = tmp_path / "zim"
+    shutil.copytree(zim_folder(tiny_models), folder)
+    zim.converted_graph.cache_clear()
+    calls: list[object] = []
+    convert = onnx2torch.convert
+    monkeypatch.setattr(onnx2torch, "convert", lambda model: calls.append(model) or convert(model))
+    first, second = ZimPredictor(folder, CPU, "torch"), ZimPredictor(folder, CPU, "torch")
+    assert len(calls) == 2  # encoder and decoder, once
+    assert isinstance(first.encoder, TorchGraph) and isinstance(second.encoder, TorchGraph)
+    assert first.encoder.module is not second.encoder.module
+    first.set_image(IMAGE)
+    second.set_image(IMAGE)
+    assert np.array_equal(first.box_masks(BOXES), second.box_masks(BOXES))
+    (folder / "decoder.onnx").write_bytes((folder / "decoder.onnx").read_bytes())  # a new file version
+    os.utime(folder / "decoder.onnx", ns=(1, 1))
+    ZimPredictor(folder, CPU, "torch")
+    assert len(calls) == 3  # only the decoder again
+    zim.converted_graph.cache_clear()

@@ -17,6 +17,8 @@ a world there.
 
 from __future__ import annotations
 
+import copy
+import functools
 import importlib.util
 import logging
 from collections.abc import Mapping, Sequence
@@ -42,15 +44,34 @@ Backend = Literal["onnxruntime-cuda", "torch", "onnxruntime-cpu"]
 CUDA_PROVIDER = "CUDAExecutionProvider"
 
 
+GPU_BYTES_NEEDED = 11 << 30
+"""Free device memory below which ZIM stays on the CPU. Measured (H200, 2026-12-03,
+bench/RESULTS.md): with the graphs in torch (fp32, attention unfused as the ONNX graph has it)
+the layers stage peaked 10.5 GiB above the resident Fill transformer's weights (3.9 GiB above
+the stage's peak with ZIM on the CPU), and fp8-storage ran out of a 22.5 GiB card there. So on a
+24 GB card ZIM runs on the CPU beside the Fill transformer; on a large card, on the GPU."""
+
+
 def zim_backend(
-    device: torch.device, providers: Sequence[str] | None = None, onnx2torch: bool | None = None
+    device: torch.device,
+    providers: Sequence[str] | None = None,
+    onnx2torch: bool | None = None,
+    free_bytes: int | None = None,
 ) -> Backend:
     """Where ZIM runs on `device`, decided here only. A GPU: onnxruntime's CUDA provider if this
     onnxruntime has it (onnxruntime-gpu, as in the image), else the graphs as torch modules (a
     machine with the CPU build of onnxruntime still encodes on the GPU), else, without onnx2torch,
-    onnxruntime on the CPU. Any other device: onnxruntime on the CPU. `providers` (onnxruntime's
-    available providers) and `onnx2torch` (importable) default to what is installed."""
+    onnxruntime on the CPU. Any other device, or a GPU with less than GPU_BYTES_NEEDED free at the
+    time: onnxruntime on the CPU (slower, but the job fits). `providers` (onnxruntime's available
+    providers), `onnx2torch` (importable) and `free_bytes` default to what is installed and free."""
     if device.type != "cuda":
+        return "onnxruntime-cpu"
+    if free_bytes is None and torch.cuda.is_available():
+        from worldgen.models.device import available_gpu_bytes
+
+        free_bytes = available_gpu_bytes(device)
+    if free_bytes is not None and free_bytes < GPU_BYTES_NEEDED:
+        log.info("ZIM on the CPU: %.1f GiB free on %s", free_bytes / (1 << 30), device)
         return "onnxruntime-cpu"
     if providers is None:
         import onnxruntime as ort
@@ -95,14 +116,10 @@ class TorchGraph:
     (initializers that are listed as inputs excepted), so names are mapped to that order here."""
 
     def __init__(self, path: Path, device: torch.device) -> None:
-        import onnx
-        from onnx2torch import convert
-
-        model = onnx.load(str(path))  # a ModelProto, not the path: convert(path) writes beside the file
-        initializers = {tensor.name for tensor in model.graph.initializer}
-        self.inputs = [value.name for value in model.graph.input if value.name not in initializers]
-        number_outputs(model)
-        self.module = convert(model).to(device).eval()
+        stat = path.stat()
+        inputs, module = converted_graph(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+        self.inputs = list(inputs)
+        self.module = copy.deepcopy(module).to(device).eval()  # the memoised host copy stays on the host
         self.device = device
 
     def run(self, feeds: Mapping[str, Any]) -> list[torch.Tensor]:
@@ -112,6 +129,21 @@ class TorchGraph:
         with torch.inference_mode():
             outputs = self.module(*args)
         return list(outputs) if isinstance(outputs, tuple | list) else [outputs]
+
+
+@functools.lru_cache(maxsize=4)
+def converted_graph(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, ...], torch.nn.Module]:
+    """The graph's input names and its torch module on the host, converted once per process for
+    a given file (path, modification time, size): converting ZIM's ViT-L encoder took 11.6 s on the
+    H200 host, and a layered world mattes three times (fg1, fg2, sky)."""
+    import onnx
+    from onnx2torch import convert
+
+    model = onnx.load(path)  # a ModelProto, not the path: convert(path) writes beside the file
+    initializers = {tensor.name for tensor in model.graph.initializer}
+    inputs = tuple(value.name for value in model.graph.input if value.name not in initializers)
+    number_outputs(model)
+    return inputs, convert(model).eval()
 
 
 def number_outputs(model: Any) -> None:
