@@ -168,3 +168,24 @@ def test_adapters_switch_and_equal_peft(tiny_models: Path) -> None:
     assert (outputs["scene"] - outputs["sky"]).abs().max() > 1e-3 and (outputs["scene"] - base).abs().max() > 1e-3
     with pytest.raises(KeyError, match="no adapter"):
         hooks.activate("clouds")
+
+
+def test_layer_images_are_written_in_the_background(tmp_path: Path) -> None:
+    """PNGs leave the job's thread; all are on disk, unchanged, when the block ends; a failed write
+    raises then, but never hides the block's own error."""
+    from worldgen.stages.layers import image_files
+
+    image = np.random.default_rng(0).integers(0, 255, (32, 64, 3), np.uint8)
+    with image_files(tmp_path) as save:
+        save("a.png", image)
+        save("b.png", image[..., 0])
+        image[:] = 0  # the caller may reuse its array at once
+    assert np.array_equal(
+        np.asarray(Image.open(tmp_path / "b.png")), np.asarray(Image.open(tmp_path / "a.png"))[..., 0]
+    )
+    assert np.asarray(Image.open(tmp_path / "a.png")).any()
+    with pytest.raises(FileNotFoundError), image_files(tmp_path / "missing") as save:
+        save("c.png", image)
+    with pytest.raises(ZeroDivisionError), image_files(tmp_path / "missing") as save:
+        save("d.png", image)
+        _ = 1 / 0
