@@ -129,38 +129,13 @@ def _link_tree(source: Path, target: Path) -> None:
             os.link(path, destination)
 
 
-def _zim_sized_encoder() -> torch.nn.Module:
-    """ZIM's encoder interface on a SAM ViT-L-sized trunk (`full_size.SAM_VIT_L`); the D0–D2
-    features by transposed convs."""
-    from transformers import SamVisionConfig
-    from transformers.models.sam.modeling_sam import SamVisionEncoder
-
-    config = SamVisionConfig(**full_size.SAM_VIT_L)
-
-    class Encoder(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.trunk = SamVisionEncoder(config)
-            self.d2 = torch.nn.ConvTranspose2d(256, 256, 2, stride=2)
-            self.d1 = torch.nn.ConvTranspose2d(256, 128, 2, stride=2)
-            self.d0 = torch.nn.ConvTranspose2d(128, 64, 2, stride=2)
-
-        def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            embeddings = self.trunk(image).last_hidden_state
-            d2 = self.d2(embeddings)
-            d1 = self.d1(d2)
-            return embeddings, self.d0(d1), d1, d2
-
-    return Encoder()
-
-
 def export_zim_encoder(path: Path) -> None:
     """The ViT-L-sized ZIM encoder to ONNX (minutes of tracing on the CPU: `prepare` runs it in a
     second process, beside the GPU work)."""
-    from worldgen.models.tiny.zim import ENCODER_OUTPUTS
+    from worldgen.models.tiny.zim import ENCODER_OUTPUTS, SamTrunkEncoder
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    encoder = full_size.randomize_(_zim_sized_encoder()).eval()
+    encoder = full_size.randomize_(SamTrunkEncoder(**full_size.SAM_VIT_L)).eval()
     torch.onnx.export(
         encoder,
         (torch.zeros(1, 3, 1024, 1024),),

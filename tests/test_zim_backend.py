@@ -186,36 +186,12 @@ def test_torch_graph_returns_outputs_by_position(tiny_models: Path, tmp_path: Pa
 
 
 def sam_sized_encoder() -> torch.nn.Module:
-    """bench/gpu.py's `_zim_sized_encoder` (transformers' SamVisionEncoder trunk with ZIM's encoder
-    interface) with the SAM ViT-L trunk shrunk (width 64, 2 blocks, one of them with global
+    """The benchmark's SAM-trunk ZIM encoder shrunk (width 64, 2 blocks, one of them with global
     attention) so it exports and runs in seconds on a CPU; same operators."""
-    from transformers import SamVisionConfig
-    from transformers.models.sam.modeling_sam import SamVisionEncoder
+    from worldgen.models.tiny.zim import SamTrunkEncoder
 
-    config = SamVisionConfig(
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        global_attn_indexes=[1],
-        output_channels=256,
-        image_size=1024,
-    )
-
-    class Encoder(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.trunk = SamVisionEncoder(config)
-            self.d2 = torch.nn.ConvTranspose2d(256, 256, 2, stride=2)
-            self.d1 = torch.nn.ConvTranspose2d(256, 128, 2, stride=2)
-            self.d0 = torch.nn.ConvTranspose2d(128, 64, 2, stride=2)
-
-        def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            embeddings = self.trunk(image).last_hidden_state
-            d2 = self.d2(embeddings)
-            d1 = self.d1(d2)
-            return embeddings, self.d0(d1), d1, d2
-
-    encoder = Encoder().eval()
+    shrunk = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "global_attn_indexes": [1]}
+    encoder = SamTrunkEncoder(**shrunk, output_channels=256, image_size=1024).eval()
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, param in encoder.named_parameters():  # random, nonzero biases and rel-pos tables

@@ -35,6 +35,29 @@ class TinyEncoder(nn.Module):
         )
 
 
+class SamTrunkEncoder(nn.Module):
+    """ZIM's encoder interface on transformers' SAM vision trunk (`SamVisionConfig` keywords): the
+    embeddings, then feat_D2–D0 by transposed convolutions. At SAM ViT-L's size it stands in for the
+    published encoder in the GPU benchmark (bench/gpu.py); shrunk, it tests the ONNX → torch path
+    on the same operators."""
+
+    def __init__(self, **sam_config: object) -> None:
+        from transformers import SamVisionConfig
+        from transformers.models.sam.modeling_sam import SamVisionEncoder
+
+        super().__init__()
+        self.trunk = SamVisionEncoder(SamVisionConfig(**sam_config))
+        self.d2 = nn.ConvTranspose2d(256, 256, 2, stride=2)
+        self.d1 = nn.ConvTranspose2d(256, 128, 2, stride=2)
+        self.d0 = nn.ConvTranspose2d(128, 64, 2, stride=2)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        embeddings = self.trunk(image).last_hidden_state
+        d2 = self.d2(embeddings)
+        d1 = self.d1(d2)
+        return embeddings, self.d0(d1), d1, d2
+
+
 class TinyDecoder(nn.Module):
     def __init__(self) -> None:
         super().__init__()
