@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -305,6 +306,10 @@ class Monitor:
         self.first_step: float | None = None
         self.started = time.time()
         self._entered = time.perf_counter()
+        self.step = "start"
+        self.steps: dict[str, float] = {}
+        """Seconds per progress message (numbers folded: "step N/N"), a split of each stage."""
+        self._step_entered = self._entered
         self._stop = threading.Event()
         self._nvml = None
         if device.type == "cuda":
@@ -346,14 +351,29 @@ class Monitor:
             torch.cuda.reset_peak_memory_stats(self.device)
         self._entered = time.perf_counter()
 
+    def _close_step(self) -> None:
+        now = time.perf_counter()
+        self.steps[self.step] = self.steps.get(self.step, 0.0) + now - self._step_entered
+        self._step_entered = now
+
     def sink(self, stage: str, fraction: float, message: str | None) -> None:
         if self.first_step is None and stage == "panorama" and message and message.startswith("step 1/"):
             self.first_step = time.time()
+        folded = re.sub(r"\b[0-9]+\b", "N", message or "")
+        step = f"{stage}: {folded}"
+        if step != self.step:
+            self._close_step()
+            self.step = step
         if stage != self.stage:
             self._close_stage()
             self.stage = stage
 
+    def step_seconds(self) -> dict[str, float]:
+        """Where each stage's time went, by the last progress message before it (largest first)."""
+        return {k: round(v, 2) for k, v in sorted(self.steps.items(), key=lambda kv: -kv[1])}
+
     def finish(self) -> dict[str, dict[str, float]]:
+        self._close_step()
         self._close_stage()
         self._stop.set()
         self._thread.join()
@@ -415,6 +435,7 @@ def world(args: argparse.Namespace) -> dict[str, Any]:
         error = f"{type(exc).__name__}: {exc}"[:1000]
     report["world_s"] = round(time.perf_counter() - began, 2)
     report["stages"] = monitor.finish()
+    report["steps_s"] = monitor.step_seconds()
     report["driver_baseline_gib"] = monitor.baseline_gib
     report["error"] = error
     cold = monitor.first_step - started - report["bench_setup_s"] if monitor.first_step else None
