@@ -29,9 +29,20 @@ BOXES = {
 }
 
 
+class WatchedRuntime(ModelRuntime):
+    """Records which models were resident whenever a model loads."""
+
+    loaded_beside: list[tuple[str, list[str]]]
+
+    def hold(self, key, kind, load):  # type: ignore[no-untyped-def, override]
+        self.loaded_beside = getattr(self, "loaded_beside", [])
+        self.loaded_beside.append((key, sorted(self.resident)))
+        return super().hold(key, kind, load)
+
+
 def _world(tiny_models: Path, tmp_path: Path, **fields: Any) -> tuple[dict, Path, ModelRuntime]:
     Image.fromarray(gradient_rgb(128, 256)).save(tmp_path / "pano", format="PNG")
-    runtime = ModelRuntime.create(tiny_models, device="cpu", precision="fp32")
+    runtime = WatchedRuntime.create(tiny_models, device="cpu", precision="fp32")
     request = WorldRequest(panorama_upload_id="pano", seed=7, steps=2, formats=["glb", "ply"], **fields)
     out = tmp_path / "out"
     manifest = generate_world(request, runtime, out, Progress(), WorldInputs(tmp_path))
@@ -91,6 +102,18 @@ def test_memory_discipline(outdoor: tuple[dict, Path, ModelRuntime]) -> None:
     assert runtime.resident == {}
     assert "flux-fill:transformer" in manifest["peak_resident_models"]
     assert manifest["model_loads"]["moge:model"] == 1
+
+
+def test_fg1_mattes_before_the_fill_transformer_loads(outdoor: tuple[dict, Path, ModelRuntime]) -> None:
+    """The Fill transformer loads at the first pass: fg1's ZIM runs with nothing else resident (on
+    a 24 GB card that decides whether it fits on the GPU); fg2's and the sky's run beside it."""
+    _, _, runtime = outdoor
+    assert isinstance(runtime, WatchedRuntime)
+    zim = [beside for key, beside in runtime.loaded_beside if key == "zim:model"]
+    assert zim[0] == []
+    assert zim[1:] == [["flux-fill:transformer"]] * 2
+    keys = [key for key, _ in runtime.loaded_beside]
+    assert keys.index("flux-fill:transformer") > keys.index("zim:model")
 
 
 def test_indoor_has_no_sky(tiny_models: Path, tmp_path: Path) -> None:

@@ -218,8 +218,11 @@ class ZimPredictor:
             logits = torch.as_tensor(self.decoder.run(feeds)[0][:, :1], device=self.device)
             logits = F.interpolate(logits, (FRAME, FRAME), mode="bilinear", align_corners=False)
             logits = logits[..., :new_h, :new_w]
-            logits = F.interpolate(logits, (height, width), mode="bilinear", align_corners=False)
-            masks[start : start + len(chunk)] = (torch.sigmoid(logits[:, 0]) > 0.5).cpu().numpy()
+            # One box at a time to full size: 16 boxes on a padded 1920×5760 SR panorama are
+            # 0.7 GB per float tensor, several alive at once; one box is 44 MB.
+            for index in range(len(chunk)):
+                full = F.interpolate(logits[index : index + 1], (height, width), mode="bilinear", align_corners=False)
+                masks[start + index] = (torch.sigmoid(full[0, 0]) > 0.5).cpu().numpy()
         return masks
 
 

@@ -3,13 +3,14 @@
 All prompts of the layer passes are known up front (the negatives name the labels), so they are
 encoded once before the transformer loads; the transformer then stays resident for the fg1, fg2
 and sky passes while detection and segmentation models come and go, and the Scene/Sky LoRAs are
-switched between passes instead of keeping a pipeline per LoRA.
+switched between passes instead of keeping a pipeline per LoRA. It loads at the first pass, not
+before: fg1's detection and mattes run with the whole card to themselves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,22 +65,35 @@ def sky_pass() -> InpaintPass:
 
 
 class Inpainter:
-    """Holds the encoded prompts, the VAE-free transformer with adapters, and runs passes."""
+    """Holds the encoded prompts and runs passes; the Fill transformer (with both adapters) is
+    loaded by the first pass and stays resident until the `inpainter` block ends."""
 
     def __init__(
         self,
         runtime: ModelRuntime,
-        transformer,
-        adapters: LoraAdapters,
+        load: Callable[[], torch.nn.Module],
+        adapter_weights: dict,
         embeddings: dict[str, TextEmbeddings],
         steps: int,
         seed: int,
         step_cache: str,
         vae_mode: str,
+        resources: ExitStack,
     ) -> None:
-        self.runtime, self.transformer, self.adapters = runtime, transformer, adapters
+        self.runtime, self.load, self.adapter_weights = runtime, load, adapter_weights
         self.embeddings, self.steps, self.seed, self.step_cache = embeddings, steps, seed, step_cache
-        self.vae_mode = vae_mode
+        self.vae_mode, self.resources = vae_mode, resources
+        self.transformer: torch.nn.Module | None = None
+        self.adapters: LoraAdapters | None = None
+
+    def loaded(self) -> tuple[torch.nn.Module, LoraAdapters]:
+        """The resident transformer and its adapters, loading them on first use."""
+        if self.transformer is None or self.adapters is None:
+            hold = self.runtime.hold(f"{BASE_MODEL}:transformer", "flux-transformer", self.load)
+            self.transformer = self.resources.enter_context(hold)
+            self.adapters = LoraAdapters(self.transformer, self.adapter_weights, self.runtime.dtype)
+            self.resources.callback(self.adapters.remove)  # unwound first: hooks off, then the weights go
+        return self.transformer, self.adapters
 
     def run(self, spec: InpaintPass, image: np.ndarray, mask: np.ndarray, progress: Progress) -> np.ndarray:
         """Fill `mask` (H, W) of `image` (H, W, 3) uint8; returns the new image. The mask is bool
@@ -97,7 +111,8 @@ class Inpainter:
         with runtime.hold(f"{BASE_MODEL}:vae", "vae", lambda: load_vae(repo, runtime.device, runtime.dtype)) as vae:
             masked = encode_sample(vae, masked_pixels, generator, mode=self.vae_mode)
         condition = torch.cat([masked.to(runtime.dtype), L.patchify_mask(mask_t).to(masked.device, runtime.dtype)], 1)
-        self.adapters.activate(spec.adapter)
+        transformer, adapters = self.loaded()
+        adapters.activate(spec.adapter)
         settings = SamplingSettings(
             steps=self.steps,
             guidance=spec.guidance,
@@ -107,7 +122,7 @@ class Inpainter:
         )
         scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(repo / "scheduler")
         latents = denoise(
-            self.transformer,
+            transformer,
             scheduler,
             noise,
             self.embeddings[spec.prompt],
@@ -132,7 +147,7 @@ def inpainter(
     step_cache: str = "off",
     vae_mode: str = "full-frame",
 ) -> Iterator[Inpainter]:
-    """Encode every pass's prompts, then keep one Fill transformer (with both adapters) resident."""
+    """Encode every pass's prompts; the Fill transformer loads at the first pass and stays."""
     texts = sorted({p.prompt for p in passes} | {p.negative for p in passes})
     # Internal prompts: their (long, fixed) negatives are truncated like the reference's, without a warning.
     embeddings = dict(zip(texts, encode_prompts(runtime, BASE_MODEL, texts), strict=True))
@@ -142,9 +157,5 @@ def inpainter(
     def load():
         return load_transformer(repo, device=runtime.device, precision=runtime.precision)
 
-    with runtime.hold(f"{BASE_MODEL}:transformer", "flux-transformer", load) as transformer:
-        hooks = LoraAdapters(transformer, adapters, runtime.dtype)
-        try:
-            yield Inpainter(runtime, transformer, hooks, embeddings, steps, seed, step_cache, vae_mode)
-        finally:
-            hooks.remove()
+    with ExitStack() as resources:
+        yield Inpainter(runtime, load, adapters, embeddings, steps, seed, step_cache, vae_mode, resources)
