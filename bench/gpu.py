@@ -23,6 +23,9 @@ allocator — right after the CUDA context exists, a ballast `cuMemAlloc` takes 
 card, so every library (cuBLAS workspaces, onnxruntime, the context itself) shares the 22.5 GiB and
 the runtime's planning sees the free memory such a card would have. Driver-level figures are
 reported without the ballast.
+`world --worlds K` runs K worlds in that one process on one warm runtime (models parked between
+worlds within `warm_budget`, as the warm worker and a batched container do) and reports each
+world's seconds, loads and driver peak, the steady state (worlds 2..K) and worlds per hour.
 `--smoke` swaps the FLUX parts for the tiny twins' sizes so the script can be checked on a CPU.
 """
 
@@ -322,6 +325,8 @@ class Monitor:
             except Exception:  # without NVML, the CUDA driver's view of free memory
                 self._nvml = None
         self.baseline_gib = round(self._driver_used() / GIB, 2)  # the CUDA context, before any model
+        self.window_driver_gib = 0.0
+        """Driver-level peak since the last `take_window` (one world of several)."""
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
 
@@ -340,7 +345,9 @@ class Monitor:
     def _sample(self) -> None:
         while not self._stop.wait(0.02):
             entry = self._entry(self.stage)
-            entry["driver_gib"] = max(entry["driver_gib"], self._driver_used() / GIB)
+            used = self._driver_used() / GIB
+            entry["driver_gib"] = max(entry["driver_gib"], used)
+            self.window_driver_gib = max(self.window_driver_gib, used)
             entry["rss_gib"] = max(entry["rss_gib"], rss_bytes() / GIB)
 
     def _close_stage(self) -> None:
@@ -368,6 +375,10 @@ class Monitor:
             self._close_stage()
             self.stage = stage
 
+    def take_window(self) -> float:
+        peak, self.window_driver_gib = self.window_driver_gib, 0.0
+        return round(peak, 2)
+
     def step_seconds(self) -> dict[str, float]:
         """Where each stage's time went, by the last progress message before it (largest first)."""
         return {k: round(v, 2) for k, v in sorted(self.steps.items(), key=lambda kv: -kv[1])}
@@ -381,7 +392,7 @@ class Monitor:
 
 
 def world(args: argparse.Namespace) -> dict[str, Any]:
-    from worldgen.models.runtime import ModelRuntime
+    from worldgen.models.runtime import ModelRuntime, warm_budget
     from worldgen.pipeline import WorldInputs, generate_world
     from worldgen.progress import Progress
     from worldgen.request import WorldRequest
@@ -409,7 +420,10 @@ def world(args: argparse.Namespace) -> dict[str, Any]:
     report["onnxruntime_providers"] = onnxruntime.get_available_providers()
     report["zim_backend"] = zim_backend(device)
     monitor = Monitor(device, ballast)
-    runtime = ModelRuntime.create(args.dir, device=device, precision=args.precision)
+    # Several worlds: one warm runtime, as the warm worker and a batched container run them.
+    keep = warm_budget(device) if args.worlds > 1 else 0
+    report["warm_budget_gib"] = round(keep / GIB, 1)
+    runtime = ModelRuntime.create(args.dir, device=device, precision=args.precision, keep_bytes=keep)
     report["precision"] = {"mode": runtime.precision.mode.value, "reason": runtime.precision.reason}
     common = {"seed": args.seed, "steps": args.steps, "scene": "outdoor", "precision": args.precision,
               "step_cache": args.step_cache}  # fmt: skip
@@ -426,14 +440,32 @@ def world(args: argparse.Namespace) -> dict[str, Any]:
     out = args.work / f"{args.precision}-{args.step_cache}"
     report["until"] = args.until
     shutil.rmtree(out, ignore_errors=True)
-    began = time.perf_counter()
-    error, manifests = None, []
-    try:
-        progress = Progress(sink=monitor.sink)
-        manifests.append(generate_world(world_request, runtime, out, progress, WorldInputs(), until=args.until))
-    except Exception as exc:  # a mode that cannot fit or run is a result, not a crash
-        error = f"{type(exc).__name__}: {exc}"[:1000]
-    report["world_s"] = round(time.perf_counter() - began, 2)
+    error, manifests, per_world = None, [], []
+    for index in range(args.worlds):
+        began = time.perf_counter()
+        target = out if index == 0 else out.with_name(f"{out.name}-w{index}")
+        try:
+            progress = Progress(sink=monitor.sink)
+            done = generate_world(world_request, runtime, target, progress, WorldInputs(), until=args.until)
+        except Exception as exc:  # a mode that cannot fit or run is a result, not a crash
+            error = f"{type(exc).__name__}: {exc}"[:1000]
+            break
+        manifests.append(done)
+        per_world.append({
+            "s": round(time.perf_counter() - began, 2), "loads": sum(done["model_loads"].values()),
+            "load_s": round(sum(done["model_load_s"].values()), 2), "reuses": sum(done["model_reuses"].values()),
+            "parked_gib": done["parked_models"]["gib"], "driver_peak_gib": monitor.take_window(),
+            "timings_s": done["timings_s"],
+        })  # fmt: skip
+        if index > 0:
+            shutil.rmtree(target, ignore_errors=True)  # disk: one world's files are kept
+    report["world_s"] = per_world[0]["s"] if per_world else round(time.perf_counter() - began, 2)
+    if args.worlds > 1:
+        report["worlds"] = per_world
+        steady = [w["s"] for w in per_world[1:]]
+        if steady:
+            report["steady_world_s"] = round(sum(steady) / len(steady), 2)
+            report["worlds_per_hour"] = round(3600 / report["steady_world_s"], 1)
     report["stages"] = monitor.finish()
     report["steps_s"] = monitor.step_seconds()
     report["driver_baseline_gib"] = monitor.baseline_gib
@@ -516,6 +548,7 @@ def main() -> None:
     parser.add_argument(
         "--card-gib", type=float, default=None, help="emulate a card this size, context and all libraries included"
     )
+    parser.add_argument("--worlds", type=int, default=1, help="world: K worlds in one process (a warm runtime)")
     parser.add_argument("--height", type=int, default=960)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--seed", type=int, default=1)

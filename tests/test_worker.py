@@ -35,14 +35,27 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 240, what: str = "c
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture
-def env(tmp_path: Path, tiny_models: Path) -> Iterator[tuple[JobStore, LocalArtifactStore, WorkerConfig]]:
+MODES = ["warm", "process"]
+
+
+@pytest.fixture(params=MODES)
+def env(request: pytest.FixtureRequest, tmp_path: Path, tiny_models: Path) -> Iterator[tuple]:
+    """(store, storage, config, make): `make(config)` builds a worker whose warm processes end with the test."""
     store = JobStore.open(f"sqlite:///{tmp_path / 'jobs.db'}")
     storage = LocalArtifactStore(tmp_path / "artifacts")
     config = WorkerConfig(
-        work_dir=tmp_path / "work", models_dir=tiny_models, poll_interval=0.2, cancel_grace_seconds=20
-    )
-    yield store, storage, config
+        work_dir=tmp_path / "work", models_dir=tiny_models, poll_interval=0.2, cancel_grace_seconds=20,
+        mode=request.param,
+    )  # fmt: skip
+    workers: list[LocalWorker] = []
+
+    def make(config: WorkerConfig = config) -> LocalWorker:
+        workers.append(LocalWorker(store, storage, config))
+        return workers[-1]
+
+    yield store, storage, config, make
+    for worker in workers:
+        worker.close()
     store.close()
 
 
@@ -58,9 +71,9 @@ def running_worker(worker: LocalWorker) -> tuple[threading.Event, threading.Thre
 
 
 def test_runs_a_job_and_uploads_what_the_manifest_lists(env) -> None:
-    store, storage, config = env
+    store, storage, config, make = env
     job = submit(store, **QUICK)
-    worker = LocalWorker(store, storage, config)
+    worker = make()
     assert worker.run_once() is True
     done = store.get(job.id)
     assert done.status is JobStatus.SUCCEEDED and done.progress == 1.0 and done.attempt == 1
@@ -78,24 +91,24 @@ def test_runs_a_job_and_uploads_what_the_manifest_lists(env) -> None:
 
 
 def test_failures_carry_the_container_message(env) -> None:
-    store, storage, config = env
+    store, _storage, config, make = env
     job = store.create(WorldRequest(prompt="a lake", seed=3, image_upload_id="gone", **QUICK), backend="local")[
         0
     ]  # an upload that does not exist
-    LocalWorker(store, storage, config).run_once()
+    make().run_once()
     failed = store.get(job.id)
     assert failed.status is JobStatus.FAILED and failed.error_code == "invalid_request"
     assert "upload 'gone'" in failed.error_message
-    missing = WorkerConfig(work_dir=config.work_dir, models_dir=config.work_dir / "none")
+    missing = WorkerConfig(work_dir=config.work_dir, models_dir=config.work_dir / "none", mode=config.mode)
     job = submit(store, **QUICK)
-    LocalWorker(store, storage, missing).run_once()
+    make(missing).run_once()
     assert store.get(job.id).error_code == "model_missing"
 
 
 def test_cancel_ends_the_subprocess(env) -> None:
-    store, storage, config = env
+    store, _storage, config, make = env
     job = submit(store, **SLOW)
-    stop, thread = running_worker(LocalWorker(store, storage, config))
+    stop, thread = running_worker(make())
     try:
         wait_for(lambda: (store.get(job.id).message or "").startswith("step"), what="denoising to start")
         pid = int(store.get(job.id).backend_ref.rsplit(":", 1)[1])
@@ -104,8 +117,15 @@ def test_cancel_ends_the_subprocess(env) -> None:
         assert store.request_cancel(job.id).status is JobStatus.CANCELING
         wait_for(lambda: store.get(job.id).status is JobStatus.CANCELED, timeout=60, what="canceled")
         assert time.monotonic() - asked < config.cancel_grace_seconds  # SIGTERM sufficed
-        wait_for(lambda: not _pid_alive(pid), timeout=10, what="the process to exit")
         assert store.get(job.id).artifacts == []
+        if config.mode == "process":
+            wait_for(lambda: not _pid_alive(pid), timeout=10, what="the process to exit")
+        else:  # the warm process stopped the world, not itself: the next world runs on it
+            assert _pid_alive(pid)
+            after = submit(store, **QUICK)
+            wait_for(lambda: store.get(after.id).status.terminal, timeout=120, what="the next world")
+            assert store.get(after.id).status is JobStatus.SUCCEEDED
+            assert int(store.get(after.id).backend_ref.rsplit(":", 1)[1]) == pid
     finally:
         stop.set()
         thread.join(30)
@@ -142,20 +162,20 @@ def test_killed_worker_job_is_requeued_once_and_succeeds(tmp_path: Path, tiny_mo
 
 
 def test_lost_job_without_attempts_left_fails(env) -> None:
-    store, storage, config = env
+    store, _storage, _config, make = env
     job = store.create(WorldRequest(prompt="a", seed=1), backend="local", max_attempts=1)[0]
     store.claim("elsewhere:1:x", "local")
     store.transition(job.id, JobStatus.RUNNING)
     store.set_fields(job.id, heartbeat_at=utcnow() - timedelta(hours=1))
-    assert LocalWorker(store, storage, config).recover_lost_jobs() == [job.id]
+    assert make().recover_lost_jobs() == [job.id]
     lost = store.get(job.id)
     assert lost.status is JobStatus.FAILED and lost.error_code == "worker_lost"
 
 
 def test_shutdown_requeues_without_spending_an_attempt(env) -> None:
-    store, storage, config = env
+    store, _storage, _config, make = env
     job = submit(store, **SLOW)
-    stop, thread = running_worker(LocalWorker(store, storage, config))
+    stop, thread = running_worker(make())
     wait_for(lambda: (store.get(job.id).message or "").startswith("step"), what="denoising to start")
     stop.set()
     thread.join(60)
@@ -164,11 +184,11 @@ def test_shutdown_requeues_without_spending_an_attempt(env) -> None:
 
 
 def test_retention_removes_old_artifacts(env) -> None:
-    store, storage, config = env
+    store, storage, config, make = env
     job = submit(store, **QUICK)
-    LocalWorker(store, storage, config).run_once()
+    make().run_once()
     assert storage.list(f"worlds/{job.id}/")
-    keeping = LocalWorker(store, storage, WorkerConfig(**{**config.__dict__, "retention_days": 1}))
+    keeping = make(WorkerConfig(**{**config.__dict__, "retention_days": 1}))
     assert keeping.remove_expired_artifacts() == 0
     store.set_fields(job.id, finished_at=utcnow() - timedelta(days=2))
     assert keeping.remove_expired_artifacts() == 1
@@ -178,9 +198,9 @@ def test_retention_removes_old_artifacts(env) -> None:
 def test_cancel_while_starting_still_stops_the_process(env) -> None:
     """A cancel between claim and process start: the process is started, watched and stopped,
     and the world ends canceled (it used to fail with IllegalTransition, the process left running)."""
-    store, storage, config = env
+    store, _storage, config, make = env
     job = submit(store, **SLOW)
-    worker = LocalWorker(store, storage, config)
+    worker = make()
     claimed = store.claim(worker.worker_id, "local")
     assert claimed is not None and claimed.status is JobStatus.STARTING
     store.request_cancel(job.id)
@@ -188,13 +208,13 @@ def test_cancel_while_starting_still_stops_the_process(env) -> None:
     ended = store.get(job.id)
     assert ended.status is JobStatus.CANCELED and ended.error_code == "canceled"
     pid = int((ended.backend_ref or "").rpartition(":")[2])
-    assert not _pid_alive(pid)
+    assert _pid_alive(pid) is (config.mode == "warm")  # a warm process outlives the world it stopped
 
 
 def test_a_sigkilled_container_is_out_of_memory_naming_its_stage(env) -> None:
-    store, storage, config = env
+    store, _storage, _config, make = env
     job = submit(store, **SLOW)
-    stop, thread = running_worker(LocalWorker(store, storage, config))
+    stop, thread = running_worker(make())
     try:
         wait_for(lambda: store.get(job.id).stage == "panorama", what="the panorama stage")
         pid = int((store.get(job.id).backend_ref or "").rpartition(":")[2])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,6 +32,9 @@ class Settings(BaseSettings):
     precision: str = Field("auto", description="Default precision: auto | fp32 | bf16 | fp8-storage | fp8.")
     backend: str = Field("local", description="Where jobs run: local | sagemaker.")
     worker_concurrency: int = Field(1, ge=1, description="Jobs a local worker runs at once (GPU concurrency).")
+    worker_mode: Literal["warm", "process"] = Field(
+        "warm", description="warm: one long-lived process per slot keeps models loaded; process: one per world."
+    )
     max_attempts: int = Field(2, ge=1, description="Attempts per job before it fails (worker lost, crashes).")
     cancel_grace_seconds: float = Field(30.0, gt=0, description="SIGTERM → SIGKILL delay when cancelling.")
     lost_after_seconds: float = Field(120.0, gt=0, description="Heartbeat age after which a worker is lost.")

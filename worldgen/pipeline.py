@@ -160,6 +160,7 @@ def _generate(
     until: str,
 ) -> dict[str, Any]:
     inputs = inputs or WorldInputs()
+    runtime.begin_job()
     out_dir.mkdir(parents=True, exist_ok=True)
     plan = StagePlan(plan_for(request, until), progress.sink)
     staged = Progress(sink=plan.report, cancel=progress.cancel, warnings=progress.warnings)
@@ -267,6 +268,8 @@ def _write_manifest(
         "model_load_s": {k: round(v, 3) for k, v in runtime.load_seconds.items()},
         "peak_resident_models": runtime.peak_resident,
         "model_loads": runtime.loads,
+        "model_reuses": runtime.reuses,
+        "parked_models": {"models": list(runtime.parked), "gib": round(runtime.parked_bytes() / (1 << 30), 3)},
         "prefetch": runtime.prefetch_stats(),
         "resources": resources(runtime.device),
         "cost": cost_estimate(),

@@ -1,6 +1,8 @@
-"""The local worker: claims queued jobs and runs each one as `worldgen container run` in a
-subprocess under a temporary contract root, so a crash in model code never takes the worker or
-the server down, and the code path is the one the Docker image runs.
+"""The local worker: claims queued jobs and runs each one under a temporary contract root in a
+subprocess, so a crash in model code never takes the worker or the server down, and the code
+path is the one the Docker image runs. In `warm` mode (the default) one long-lived `worldgen
+container serve` per slot runs the worlds one after another with models kept loaded; in
+`process` mode every world is a fresh `worldgen container run` (backends/processes.py).
 
 It streams progress.json into the store, uploads the outputs to artifact storage, honours
 cancellation (SIGTERM, then SIGKILL after a grace period), and on start re-queues (or fails with
@@ -16,8 +18,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from worldgen.backends.processes import ProcessRun, WarmServer, WorldRun, container_command
 from worldgen.container.contract import ROOT_ENV, ContainerPaths, exit_failure
+from worldgen.container.serve import WORLD_LOG
 from worldgen.jobs import lifecycle
 from worldgen.jobs.state import JobStatus, Stage
 from worldgen.jobs.store import Job, JobNotFound, JobStore, utcnow
@@ -49,13 +51,11 @@ class WorkerConfig:
     lost_after_seconds: float = 120.0
     retention_days: float | None = None
     device: str | None = None
+    mode: str = "warm"
+    """warm: one long-lived process per slot keeps models loaded; process: a process per world."""
 
 
-def container_command() -> list[str]:
-    """The image's ENTRYPOINT (`worldgen container run`), from this interpreter's environment."""
-    script = Path(sys.executable).parent / "worldgen"
-    prefix = [str(script)] if script.exists() else [sys.executable, "-m", "worldgen"]
-    return [*prefix, "container", "run"]
+__all__ = ["BACKEND", "LocalWorker", "WorkerConfig", "container_command"]
 
 
 def make_worker_id() -> str:
@@ -79,6 +79,8 @@ class LocalWorker:
         self.config = config
         self.worker_id = make_worker_id()
         self.host = socket.gethostname()
+        self.servers: dict[int, WarmServer] = {}
+        """Warm mode: slot → its long-lived container process."""
 
     # ---- the loop ---------------------------------------------------------------------------
 
@@ -86,7 +88,7 @@ class LocalWorker:
         """Claim and run jobs until `stop` is set, `concurrency` at a time."""
         self.recover_lost_jobs()
         threads = [
-            threading.Thread(target=self._slot, args=(stop,), name=f"worldgen-worker-{i}", daemon=True)
+            threading.Thread(target=self._slot, args=(stop, i), name=f"worldgen-worker-{i}", daemon=True)
             for i in range(self.config.concurrency)
         ]
         for thread in threads:
@@ -98,24 +100,30 @@ class LocalWorker:
                 self.housekeeping()
         for thread in threads:
             thread.join()
+        self.close()
 
-    def _slot(self, stop: threading.Event) -> None:
+    def close(self) -> None:
+        """End the warm processes (a world still running in one is cancelled)."""
+        for server in self.servers.values():
+            server.close(self.config.cancel_grace_seconds)
+
+    def _slot(self, stop: threading.Event, slot: int) -> None:
         while not stop.is_set():
             try:
-                ran = self.run_once(stop)
+                ran = self.run_once(stop, slot)
             except Exception:
                 log.exception("worker slot failed; continuing")
                 ran = False
             if not ran:
                 stop.wait(self.config.poll_interval)
 
-    def run_once(self, stop: threading.Event | None = None) -> bool:
+    def run_once(self, stop: threading.Event | None = None, slot: int = 0) -> bool:
         job = self.store.claim(self.worker_id, BACKEND)
         if job is None:
             return False
         log.info("job %s: claimed (attempt %d)", job.id, job.attempt)
         try:
-            self._execute(job, stop or threading.Event())
+            self._execute(job, stop or threading.Event(), slot)
         except Exception as exc:
             log.exception("job %s: worker error", job.id)
             self._finish_failed(job.id, "internal_error", f"worker error: {type(exc).__name__}: {exc}")
@@ -128,7 +136,7 @@ class LocalWorker:
 
     # ---- one job ------------------------------------------------------------------------------
 
-    def _execute(self, job: Job, stop: threading.Event) -> None:
+    def _execute(self, job: Job, stop: threading.Event, slot: int = 0) -> None:
         root = self.config.work_dir / f"{job.id}-{job.attempt}"
         paths = self._prepare(job, root)
         log_path = self.config.work_dir / "logs" / f"{job.id}-{job.attempt}.log"
@@ -136,15 +144,28 @@ class LocalWorker:
         env = {**os.environ, ROOT_ENV: str(root)}
         if self.config.device:
             env["WORLDGEN_DEVICE"] = self.config.device
-        with log_path.open("ab") as log_file:
-            process = subprocess.Popen(
-                container_command(), env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        self.store.set_fields(job.id, backend_ref=f"{self.host}:{process.pid}")
+        run: WorldRun
+        if self.config.mode == "warm":
+            run = self._server(slot, env).submit(root, f"{job.id}-{job.attempt}")
+        else:
+            with log_path.open("ab") as log_file:
+                run = ProcessRun(env, log_file)
+        self.store.set_fields(job.id, backend_ref=f"{self.host}:{run.pid}")
         lifecycle.mark_running(self.store, job.id)  # a cancel meanwhile: still supervised, then stopped
-        returncode = self._supervise(job.id, process, paths, stop)
+        returncode = self._supervise(job.id, run, paths, stop)
+        world_log = root / WORLD_LOG
+        if world_log.is_file():  # warm mode: the world's own lines, apart from the process's
+            with log_path.open("ab") as target:
+                target.write(world_log.read_bytes())
         self._conclude(job.id, returncode, paths, stopping=stop.is_set())
         shutil.rmtree(root, ignore_errors=True)
+
+    def _server(self, slot: int, env: dict[str, str]) -> WarmServer:
+        if slot not in self.servers:
+            inbox = self.config.work_dir / "warm" / f"{self.worker_id.replace(':', '-')}-{slot}"
+            log_path = self.config.work_dir / "logs" / f"warm-slot{slot}.log"
+            self.servers[slot] = WarmServer(inbox, {k: v for k, v in env.items() if k != ROOT_ENV}, log_path)
+        return self.servers[slot]
 
     def _prepare(self, job: Job, root: Path) -> ContainerPaths:
         shutil.rmtree(root, ignore_errors=True)
@@ -169,12 +190,12 @@ class LocalWorker:
         paths.output_dir.mkdir(parents=True, exist_ok=True)
         return paths
 
-    def _supervise(self, job_id: str, process: subprocess.Popen, paths: ContainerPaths, stop: threading.Event) -> int:
+    def _supervise(self, job_id: str, run: WorldRun, paths: ContainerPaths, stop: threading.Event) -> int:
         """Mirror progress.json into the store until the process exits; stop it when asked."""
         term_sent_at: float | None = None
         last_report: dict | None = None
         while True:
-            returncode = process.poll()
+            returncode = run.poll()
             report = read_json(paths.progress_file)
             if report is not None and report != last_report:
                 last_report = report
@@ -189,12 +210,12 @@ class LocalWorker:
             job = self.store.get(job_id)
             wants_stop = job.status is JobStatus.CANCELING or job.deleted or stop.is_set()
             if wants_stop and term_sent_at is None:
-                log.info("job %s: stopping its process (SIGTERM)", job_id)
-                _signal_group(process, signal.SIGTERM)
+                log.info("job %s: stopping it", job_id)
+                run.stop()
                 term_sent_at = time.monotonic()
             elif term_sent_at is not None and time.monotonic() - term_sent_at > self.config.cancel_grace_seconds:
-                log.warning("job %s: process ignored SIGTERM, killing it", job_id)
-                _signal_group(process, signal.SIGKILL)
+                log.warning("job %s: did not stop within the grace period, killing its process", job_id)
+                run.kill()
             time.sleep(self.config.poll_interval)
 
     def _conclude(self, job_id: str, returncode: int, paths: ContainerPaths, stopping: bool) -> None:
@@ -289,8 +310,3 @@ class LocalWorker:
                 self.store.set_fields(job.id, artifacts_removed=True)
                 removed += 1
         return removed
-
-
-def _signal_group(process: subprocess.Popen, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, sig)

@@ -21,6 +21,7 @@ def build_local_worker(settings: Settings, store: JobStore, storage: ArtifactSto
         lost_after_seconds=settings.lost_after_seconds,
         retention_days=settings.retention_days,
         device=settings.device,
+        mode=settings.worker_mode,
     )
     return LocalWorker(store, storage, config)
 

@@ -1,4 +1,4 @@
-"""`worldgen serve`, `worldgen worker` and `worldgen container run`."""
+"""`worldgen serve`, `worldgen worker`, `worldgen container run` and `worldgen container serve`."""
 
 from __future__ import annotations
 
@@ -27,6 +27,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     run = actions.add_parser("run", help="run the job in /opt/ml (or --root / WORLDGEN_CONTAINER_ROOT)")
     run.add_argument("--root", type=Path, default=None)
     run.set_defaults(run=_container_run)
+    serve_worlds = actions.add_parser(
+        "serve", help="run worlds one after another on one warm process (the local worker's warm mode)"
+    )
+    serve_worlds.add_argument("--inbox", type=Path, required=True, help='directory of tickets {"root": ...}')
+    serve_worlds.set_defaults(run=_container_serve)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -57,3 +62,9 @@ def _container_run(args: argparse.Namespace) -> int:
     from worldgen.container.entrypoint import main
 
     return main(args.root)
+
+
+def _container_serve(args: argparse.Namespace) -> int:
+    from worldgen.container.serve import serve
+
+    return serve(args.inbox)

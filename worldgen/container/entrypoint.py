@@ -29,6 +29,7 @@ from worldgen.container.contract import (
     ContainerPaths,
 )
 from worldgen.container.progress_file import ProgressFile
+from worldgen.container.runtimes import RuntimePool
 from worldgen.errors import Cancelled, InvalidRequest, WorldgenError
 from worldgen.progress import CancelToken, Progress
 from worldgen.request import WorldRequest, validation_problems
@@ -74,7 +75,10 @@ def unwritable_mounts(paths: ContainerPaths) -> list[str]:
     return problems
 
 
-def run(paths: ContainerPaths) -> int:
+def run(paths: ContainerPaths, runtimes: RuntimePool | None = None, cancel: CancelToken | None = None) -> int:
+    """One world under `paths`. On its own (the image, `worldgen container run`) it owns the
+    process: a fresh runtime, SIGTERM cancels. A warm server passes its runtime pool and the
+    job's cancel token, and keeps the process for the next world."""
     if problems := unwritable_mounts(paths):
         message = (
             f"cannot write {'; '.join(problems)} as uid {os.getuid()}: SageMaker creates "
@@ -87,11 +91,12 @@ def run(paths: ContainerPaths) -> int:
         return EXIT_FAILED
 
     from worldgen.models.device import require_gpu
-    from worldgen.models.runtime import ModelRuntime
     from worldgen.pipeline import WorldInputs, generate_world
 
-    cancel = CancelToken()
-    signal.signal(signal.SIGTERM, lambda signum, frame: cancel.cancel("stopped (SIGTERM)"))
+    if cancel is None:
+        cancel = CancelToken()
+        signal.signal(signal.SIGTERM, lambda signum, frame: cancel.cancel("stopped (SIGTERM)"))
+    runtimes = runtimes or RuntimePool(keep=False)
     progress_file = ProgressFile(paths.progress_file)
     progress = Progress(sink=progress_file, cancel=cancel)
     try:
@@ -100,7 +105,7 @@ def run(paths: ContainerPaths) -> int:
         progress_file.set(status="running", stage="loading_models", seed=request.seed)
         device = os.environ.get("WORLDGEN_DEVICE") or None
         require_gpu(device, request.precision)
-        runtime = ModelRuntime.create(paths.models_dir, device=device, precision=request.precision)
+        runtime = runtimes.runtime(paths.models_dir, device, request.precision)
         log.info("device %s, precision %s (%s)", runtime.device, runtime.precision.mode, runtime.precision.reason)
         manifest = generate_world(request, runtime, paths.output_dir, progress, WorldInputs(paths.uploads_dir))
         log.info("done in %.1f s: %d files", manifest["timings_s"]["total"], len(manifest["files"]))

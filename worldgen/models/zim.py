@@ -44,12 +44,13 @@ Backend = Literal["onnxruntime-cuda", "torch", "onnxruntime-cpu"]
 CUDA_PROVIDER = "CUDAExecutionProvider"
 
 
-GPU_BYTES_NEEDED = 11 << 30
+GPU_BYTES_NEEDED = 6 << 30
 """Free device memory below which ZIM stays on the CPU. Measured (H200, 2026-12-03,
-bench/RESULTS.md): with the graphs in torch (fp32, attention unfused as the ONNX graph has it)
-the layers stage peaked 10.5 GiB above the resident Fill transformer's weights (3.9 GiB above
-the stage's peak with ZIM on the CPU), and fp8-storage ran out of a 22.5 GiB card there. So on a
-24 GB card ZIM runs on the CPU beside the Fill transformer; on a large card, on the GPU."""
+bench/zim_memory.py): the ViT-L-sized graphs in torch (fp32, attention unfused as the ONNX graph
+has it) on a padded 1920×5760 SR panorama with 16 boxes took 4.37 GiB at the allocator's peak and
+4.85 GiB at the driver above what was in use before; 6 GiB leaves a margin. (Before the mattes
+were upscaled one box at a time it was 10.5 GiB.) Beside a resident fp8 Fill transformer on a
+22.5 GiB card about 8 GiB are free, so ZIM runs on the GPU there too."""
 
 
 def zim_backend(
@@ -185,11 +186,22 @@ class ZimPredictor:
             self.decoder = TorchGraph(folder / "decoder.onnx", device)
         else:
             self.decoder = OrtGraph(folder / "decoder.onnx", cuda=self.backend == "onnxruntime-cuda")
+        self.graph_bytes = sum((folder / name).stat().st_size for name in ("encoder.onnx", "decoder.onnx"))
         self.features: dict[str, np.ndarray | torch.Tensor] = {}
         """Decoder input name → encoder output (matched by position): arrays from onnxruntime,
         device tensors from torch."""
         self.size = (0, 0)
         self.scaled = (0, 0)
+
+    @property
+    def resident_bytes(self) -> int | None:
+        """What a warm runtime counts for a parked ZIM: onnxruntime's sessions hold about their
+        files' size; torch modules (None here) are counted by the runtime itself."""
+        return None if self.backend == "torch" else self.graph_bytes
+
+    def forget_inputs(self) -> None:
+        """Drop the last image's features (called when a warm runtime parks this predictor)."""
+        self.features = {}
 
     def set_image(self, image: np.ndarray) -> None:
         """Encode an RGB uint8 image (H, W, 3) once for any number of prompts."""

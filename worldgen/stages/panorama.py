@@ -102,7 +102,10 @@ def generate(
     def load():
         return load_transformer(repo, device=runtime.device, precision=runtime.precision, fuse=loras)
 
-    with runtime.hold(f"{model}:transformer", "flux-transformer", load) as transformer:
+    # The key names the fused LoRAs: a warm runtime must not hand this transformer to a step
+    # that wants the bare one (the layers' inpainting) or another LoRA.
+    key = f"{model}:transformer" + "".join(f"+{lora.name}" for lora in loras)
+    with runtime.hold(key, "flux-transformer", load) as transformer:
         scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(repo / "scheduler")
         latents = denoise(
             transformer, scheduler, noise, text, settings, negative=negative, condition=condition, progress=progress

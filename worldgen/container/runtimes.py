@@ -1,0 +1,42 @@
+"""The model runtime(s) a container process runs worlds on.
+
+A process that runs one world (the image's `container run`) creates a cold runtime for it. A
+process that runs many (`container serve`, a SageMaker batch) keeps one warm runtime: models
+are parked between worlds within `warm_budget`. A world that asks for another precision, device
+or models root gets a new runtime; the old one's parked models are released first, so two sets
+never share the card.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from worldgen.models.runtime import ModelRuntime, warm_budget
+
+
+class RuntimePool:
+    def __init__(self, keep: bool) -> None:
+        self.keep = keep
+        self.current: ModelRuntime | None = None
+        self.key: tuple[str, str | None, str] | None = None
+        self.created = 0
+        """Runtimes made so far (a warm process makes one unless worlds differ in precision)."""
+
+    def runtime(self, models_dir: Path, device: str | None, precision: str) -> ModelRuntime:
+        root = models_dir.resolve()  # a world's models dir is a link into its own (temporary) root
+        key = (str(root), device, str(precision))
+        if self.current is not None and key == self.key:
+            return self.current
+        self.release()
+        runtime = ModelRuntime.create(root, device=device, precision=precision)
+        if self.keep:
+            runtime.keep_bytes = warm_budget(runtime.device)
+        self.current, self.key = runtime, key
+        self.created += 1
+        return runtime
+
+    def release(self) -> None:
+        if self.current is not None:
+            self.current.release_parked()
+            self.current.close()
+        self.current, self.key = None, None
