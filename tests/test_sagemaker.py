@@ -70,7 +70,7 @@ def settings(tmp_path: Path, models_url: str) -> Settings:
         data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'jobs.db'}",
         storage_url=f"s3://{BUCKET}/run-{tmp_path.name}", backend="sagemaker", models_url=models_url,
         sagemaker_role_arn=ROLE, sagemaker_image_uri=IMAGE, sagemaker_events_secret="s3cret",
-        sagemaker_max_concurrent_jobs=2,
+        sagemaker_max_concurrent_jobs=2, sagemaker_batch_size=1, sagemaker_batch_wait_seconds=0,
     )  # fmt: skip
 
 
@@ -209,13 +209,12 @@ def test_submit_run_complete_and_download(service, tmp_path: Path) -> None:
 
     result = run_like_sagemaker(request, tmp_path / "ml")
     assert result.returncode == 0, result.stdout + result.stderr
-    dispatcher.tick()
-    running = client.get(f"/v1/worlds/{job['id']}").json()
-    assert running["status"] == "running" and running["progress"] == 1.0  # progress.json was read from S3
+    dispatcher.tick()  # still InProgress: the world's own progress.json says it is done, so it is published
+    done = client.get(f"/v1/worlds/{job['id']}").json()
+    assert done["status"] == "succeeded" and done["progress"] == 1.0, done
     set_state(name, "Completed")
     dispatcher.tick()
-    done = client.get(f"/v1/worlds/{job['id']}").json()
-    assert done["status"] == "succeeded", done
+    assert client.get(f"/v1/worlds/{job['id']}").json() == done  # the job's end changes nothing
     artifacts = client.get(f"/v1/worlds/{job['id']}/artifacts").json()["items"]
     assert {"world.glb", "mesh_layer0.ply", "manifest.json", "panorama.png"} <= {a["name"] for a in artifacts}
     for artifact in artifacts:
@@ -351,7 +350,8 @@ def test_eventbridge_duplicates_and_out_of_order(service, tmp_path: Path) -> Non
     first = post(_event(name, "Completed"))  # arrives before InProgress
     assert first.status_code == 202 and first.json()["status"] == "succeeded"
     for late in (_event(name, "InProgress"), _event(name, "Completed"), _event(name, "Failed", FailureReason="x")):
-        assert post(late).json() == {"applied": False, "job": job["id"], "status": "succeeded"}
+        assert post(late).json() == {"applied": False, "job": job["id"], "status": "succeeded",
+                                     "worlds": {job["id"]: "succeeded"}}  # fmt: skip
     assert post(_event("wg-unknown-1", "Completed")).json()["applied"] is False
     assert client.get(f"/v1/worlds/{job['id']}").json()["status"] == "succeeded"
     bad = post({"detail-type": "Something else", "detail": {}})

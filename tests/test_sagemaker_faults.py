@@ -183,7 +183,8 @@ def test_out_of_memory_names_the_stage(faulty) -> None:
     import json
 
     report = {"stage": "depth", "progress": 0.7, "message": "view 3/12"}
-    storage.put_stream(f"runs/{name}/world/progress.json", io.BytesIO(json.dumps(report).encode()), "application/json")
+    key = f"runs/{name}/world/{job['id']}/progress.json"  # the batch layout: a folder per world
+    storage.put_stream(key, io.BytesIO(json.dumps(report).encode()), "application/json")
     dispatcher.tick()
     set_state(name, "Failed", failure_reason="AlgorithmError: ExitCode 137: the process was killed")
     dispatcher.tick()

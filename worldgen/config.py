@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     sagemaker_image_uri: str | None = Field(None, description="ECR URI of the worldgen image.")
     sagemaker_instance_type: str = Field("ml.g5.2xlarge", description="Processing instance type.")
     sagemaker_max_concurrent_jobs: int = Field(2, ge=1, description="Cap on concurrent SageMaker jobs.")
+    sagemaker_batch_size: int = Field(4, ge=1, le=8, description="Worlds one processing job runs (models loaded once).")
+    sagemaker_batch_wait_seconds: float = Field(
+        30.0, ge=0, description="How long a short batch waits for more worlds before it is sent."
+    )
     sagemaker_max_runtime_seconds: int = Field(7200, ge=60, le=432000, description="MaxRuntimeInSeconds.")
     sagemaker_volume_gb: int | None = Field(None, ge=1, le=16384, description="Override the computed volume.")
     sagemaker_poll_seconds: float = Field(30.0, gt=0, description="Status poll interval.")

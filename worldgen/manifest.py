@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import platform
 import resource
 from importlib import metadata
@@ -54,31 +53,3 @@ def resources(device: torch.device) -> dict[str, Any]:
             peak_gpu_reserved_gib=round(torch.cuda.max_memory_reserved(device) / GIB, 3),
         )
     return report
-
-
-def process_seconds() -> float:
-    """Seconds since this process started (Linux /proc), the container's share of instance time."""
-    try:
-        start_ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])  # noqa: SIM115
-        uptime = float(open("/proc/uptime").read().split()[0])  # noqa: SIM115
-        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
-def cost_estimate() -> dict[str, Any] | None:
-    """Instance type and price come from the launcher (SageMaker Environment); None elsewhere.
-
-    A lower bound: SageMaker also bills instance start-up and the download of the inputs."""
-    instance = os.environ.get("WORLDGEN_INSTANCE_TYPE")
-    price = os.environ.get("WORLDGEN_PRICE_PER_HOUR")
-    if not instance or not price:
-        return None
-    seconds = process_seconds()
-    return {
-        "instance_type": instance,
-        "usd_per_hour": float(price),
-        "container_seconds": round(seconds, 1),
-        "estimated_usd": round(float(price) * seconds / 3600, 4),
-        "note": "container run time only; instance start-up and input download are billed too",
-    }

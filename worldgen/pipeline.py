@@ -22,7 +22,7 @@ from PIL import Image
 from worldgen.errors import InvalidRequest
 from worldgen.geometry.compression import compress_background
 from worldgen.geometry.mesh import Mesh
-from worldgen.manifest import cost_estimate, file_entry, resources, versions
+from worldgen.manifest import file_entry, resources, versions
 from worldgen.models.runtime import ModelRuntime
 from worldgen.outputs import MANIFEST_FILE, PROGRESS_FILE, write_json_atomic
 from worldgen.pipeline_inputs import SOURCE_WORLD_INPUT
@@ -272,7 +272,7 @@ def _write_manifest(
         "parked_models": {"models": list(runtime.parked), "gib": round(runtime.parked_bytes() / (1 << 30), 3)},
         "prefetch": runtime.prefetch_stats(),
         "resources": resources(runtime.device),
-        "cost": cost_estimate(),
+        "cost": None,  # the container fills it in (container/cost.py): it knows the instance and the batch
         "warnings": list(progress.warnings),
         "files": [
             file_entry(path, out_dir)

@@ -41,6 +41,10 @@ class CancelToken:
         self.reason = reason
         self._event.set()
 
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
     def check(self) -> None:
         if self._event.is_set():
             raise Cancelled(f"job {self.reason}")

@@ -6,6 +6,12 @@
     {root}/processing/output/world/                results, progress.json, manifest.json
     {root}/output/message                          failure reason (first 1 KB), read by SageMaker
 
+A batch (SageMaker runs several worlds in one processing job) has `worlds.json` = {"worlds":
+[id, ...]} in the request channel instead of request.json, and per world:
+
+    {root}/processing/input/request/{id}.json      its WorldRequest
+    {root}/processing/output/world/{id}/           its results, progress.json, manifest.json, message
+
 `root` is /opt/ml in the image; `WORLDGEN_CONTAINER_ROOT` (or `--root`) moves it, which is how
 the local worker runs the very same entrypoint under a temporary directory.
 """
@@ -21,6 +27,7 @@ from worldgen.outputs import MANIFEST_FILE, PROGRESS_FILE
 DEFAULT_ROOT = Path("/opt/ml")
 ROOT_ENV = "WORLDGEN_CONTAINER_ROOT"
 MESSAGE_LIMIT = 1024
+MESSAGE_FILE = "message"
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -45,6 +52,14 @@ class ContainerPaths:
         return self.root / "processing/input/request/request.json"
 
     @property
+    def batch_file(self) -> Path:
+        return self.root / "processing/input/request/worlds.json"
+
+    def world(self, world_id: str) -> WorldPaths:
+        """One world of a batch: its own request, outputs and failure message."""
+        return WorldPaths(self.root, world_id)
+
+    @property
     def models_dir(self) -> Path:
         return self.root / "processing/input/models"
 
@@ -67,6 +82,23 @@ class ContainerPaths:
     @property
     def message_file(self) -> Path:
         return self.root / "output/message"
+
+
+@dataclass(frozen=True)
+class WorldPaths(ContainerPaths):
+    world_id: str
+
+    @property
+    def request_file(self) -> Path:
+        return self.root / f"processing/input/request/{self.world_id}.json"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.root / f"processing/output/world/{self.world_id}"
+
+    @property
+    def message_file(self) -> Path:
+        return self.output_dir / MESSAGE_FILE
 
 
 def parse_message(text: str) -> tuple[str, str]:

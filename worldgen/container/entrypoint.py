@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from worldgen.container.contract import (
     MESSAGE_LIMIT,
     ContainerPaths,
 )
+from worldgen.container.cost import add_cost, process_age_seconds
 from worldgen.container.progress_file import ProgressFile
 from worldgen.container.runtimes import RuntimePool
 from worldgen.errors import Cancelled, InvalidRequest, WorldgenError
@@ -75,10 +77,17 @@ def unwritable_mounts(paths: ContainerPaths) -> list[str]:
     return problems
 
 
-def run(paths: ContainerPaths, runtimes: RuntimePool | None = None, cancel: CancelToken | None = None) -> int:
+def run(
+    paths: ContainerPaths,
+    runtimes: RuntimePool | None = None,
+    cancel: CancelToken | None = None,
+    *,
+    startup_s: float | None = None,
+    batch_size: int = 1,
+) -> int:
     """One world under `paths`. On its own (the image, `worldgen container run`) it owns the
-    process: a fresh runtime, SIGTERM cancels. A warm server passes its runtime pool and the
-    job's cancel token, and keeps the process for the next world."""
+    process: a fresh runtime, SIGTERM cancels. A warm server or a batch passes its runtime pool,
+    the world's cancel token, and the world's share of the process's startup (for its cost)."""
     if problems := unwritable_mounts(paths):
         message = (
             f"cannot write {'; '.join(problems)} as uid {os.getuid()}: SageMaker creates "
@@ -97,6 +106,8 @@ def run(paths: ContainerPaths, runtimes: RuntimePool | None = None, cancel: Canc
         cancel = CancelToken()
         signal.signal(signal.SIGTERM, lambda signum, frame: cancel.cancel("stopped (SIGTERM)"))
     runtimes = runtimes or RuntimePool(keep=False)
+    if startup_s is None:
+        startup_s = process_age_seconds()
     progress_file = ProgressFile(paths.progress_file)
     progress = Progress(sink=progress_file, cancel=cancel)
     try:
@@ -108,6 +119,7 @@ def run(paths: ContainerPaths, runtimes: RuntimePool | None = None, cancel: Canc
         runtime = runtimes.runtime(paths.models_dir, device, request.precision)
         log.info("device %s, precision %s (%s)", runtime.device, runtime.precision.mode, runtime.precision.reason)
         manifest = generate_world(request, runtime, paths.output_dir, progress, WorldInputs(paths.uploads_dir))
+        add_cost(paths, startup_s, batch_size)
         log.info("done in %.1f s: %d files", manifest["timings_s"]["total"], len(manifest["files"]))
     except Cancelled as exc:
         log.info("stopped: %s", exc.message)
@@ -129,4 +141,11 @@ def run(paths: ContainerPaths, runtimes: RuntimePool | None = None, cancel: Canc
 
 
 def main(root: Path | None = None) -> int:
-    return run(ContainerPaths.resolve(root))
+    """One world (request.json) or a batch (worlds.json, SageMaker) under the contract root."""
+    started = time.time() - process_age_seconds()
+    paths = ContainerPaths.resolve(root)
+    if paths.batch_file.is_file():
+        from worldgen.container.batch import run_batch
+
+        return run_batch(paths, started)
+    return run(paths)

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from worldgen.container.contract import EXIT_FAILED, ContainerPaths
+from worldgen.container.cost import process_age_seconds
 from worldgen.container.entrypoint import run
 from worldgen.container.runtimes import RuntimePool
 from worldgen.progress import CancelToken
@@ -99,7 +100,8 @@ def serve(inbox: Path) -> int:
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
             logging.getLogger().addHandler(handler)
             try:
-                status = run(ContainerPaths(root), runtimes, token)
+                startup = process_age_seconds() if worlds == 0 else 0.0  # later worlds start warm
+                status = run(ContainerPaths(root), runtimes, token, startup_s=startup)
             except Exception:  # run() reports its own failures; this is a bug in serving itself
                 log.exception("world under %s: serving failed", root)
                 status = EXIT_FAILED

@@ -345,6 +345,23 @@ class JobStore:
             job_id = session.execute(statement).scalar_one_or_none()
         return self.get(job_id) if job_id else None
 
+    def due_queued(self, backend: str, limit: int) -> builtins.list[Job]:
+        """The oldest queued jobs that are due, in the order `claim` takes them (for batching)."""
+        now = utcnow()
+        query = (
+            select(JobRow)
+            .where(
+                JobRow.status == JobStatus.QUEUED.value,
+                JobRow.deleted_at.is_(None),
+                JobRow.backend == backend,
+                or_(JobRow.not_before.is_(None), JobRow.not_before <= now),
+            )
+            .order_by(JobRow.created_at, JobRow.id)
+            .limit(limit)
+        )
+        with self._session() as session:
+            return [Job.from_row(r) for r in session.scalars(query)]
+
     def heartbeat(self, job_id: str) -> None:
         with self._session() as session:
             session.execute(update(JobRow).where(JobRow.id == job_id).values(heartbeat_at=utcnow()))
@@ -404,11 +421,15 @@ class JobStore:
 
         return self._update(job_id, mutate)
 
-    def find_by_backend_ref(self, backend: str, reference: str) -> Job | None:
-        query = select(JobRow).where(JobRow.backend == backend, JobRow.backend_ref == reference)
+    def find_by_backend_ref(self, backend: str, reference: str) -> builtins.list[Job]:
+        """Every job run by `reference` (the worlds of one SageMaker batch share their processing job)."""
+        query = (
+            select(JobRow)
+            .where(JobRow.backend == backend, JobRow.backend_ref == reference)
+            .order_by(JobRow.created_at, JobRow.id)
+        )
         with self._session() as session:
-            row = session.scalar(query)
-            return Job.from_row(row) if row else None
+            return [Job.from_row(r) for r in session.scalars(query)]
 
     def active_jobs(self, backend: str | None = None) -> builtins.list[Job]:
         query = select(JobRow).where(

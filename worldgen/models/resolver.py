@@ -7,9 +7,13 @@ import shutil
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from worldgen.errors import ModelMissing
 from worldgen.models.registry import ModelSpec, Requirement, get_spec
+
+if TYPE_CHECKING:
+    from worldgen.models.streaming import ModelStream
 
 
 def _present(folder: Path, requirement: Requirement) -> bool:
@@ -33,11 +37,14 @@ class ModelResolver:
 
     `allow_download=False` (the default in services and tests) never touches the network:
     a missing file is an error that names the path and the command that fetches it.
+    With a `stream` (models arriving from S3 while the job runs), a missing model it fetches is
+    waited for instead.
     """
 
     root: Path
     allow_download: bool = False
     hf_token: str | None = None
+    stream: ModelStream | None = None
 
     def folder(self, name: str) -> Path:
         return self.root / get_spec(name).relative_dir
@@ -52,6 +59,9 @@ class ModelResolver:
         spec = get_spec(name)
         folder = self.folder(name)
         missing = missing_files(folder, spec)
+        if missing and self.stream is not None and name in self.stream:
+            self.stream.wait(name)  # raises ModelMissing if it cannot arrive
+            missing = missing_files(folder, spec)
         if not missing:
             return folder
         if not self.allow_download:

@@ -38,6 +38,11 @@ def run_request_prefix(processing_job: str) -> str:
     return f"{run_prefix(processing_job)}request/"
 
 
+def run_cancel_prefix(processing_job: str) -> str:
+    """Where the dispatcher marks a batch's worlds as cancelled (`{prefix}{world id}`)."""
+    return f"{run_prefix(processing_job)}cancel/"
+
+
 def run_output_prefix(processing_job: str) -> str:
     return f"{run_prefix(processing_job)}world/"
 

@@ -17,7 +17,6 @@ from worldgen.api.state import AppState, app_state
 from worldgen.backends.sagemaker.client import SageMakerClient
 from worldgen.backends.sagemaker.errors import AwsError
 from worldgen.backends.sagemaker.sync import apply_status
-from worldgen.jobs.state import JobStatus
 from worldgen.storage.s3 import S3ArtifactStore
 
 router = APIRouter(prefix="/v1/integrations", tags=["integrations"])
@@ -51,8 +50,8 @@ def sagemaker_event(
     if not isinstance(detail, dict) or not detail.get("ProcessingJobName"):
         raise ApiError(422, "invalid_request", "detail must carry ProcessingJobName")
     name = str(detail["ProcessingJobName"])
-    job = state.store.find_by_backend_ref("sagemaker", name)
-    if job is None:
+    jobs = state.store.find_by_backend_ref("sagemaker", name)
+    if not jobs:
         return {"applied": False, "reason": "no worldgen job for this processing job"}
     if not isinstance(state.storage, S3ArtifactStore):
         raise ApiError(409, "conflict", "SageMaker events need S3 artifact storage")
@@ -60,19 +59,25 @@ def sagemaker_event(
     try:
         described = client.describe(name)
     except AwsError as error:
-        return {"applied": False, "job": job.id, "reason": f"could not verify the event: {error}"}
+        return {"applied": False, "job": jobs[0].id, "reason": f"could not verify the event: {error}"}
     if described is None:
-        return {"applied": False, "job": job.id, "reason": "SageMaker has no such processing job"}
-    before = job.version
-    job = apply_status(
-        state.store,
-        state.storage,
-        job,
-        described.status,
-        failure_reason=described.failure_reason,
-        exit_message=described.exit_message,
-        max_queue_seconds=state.settings.sagemaker_max_queue_seconds,
-    )
-    if job.status is JobStatus.FAILED and described.status == "InProgress":
-        client.stop(name)  # a world that failed must not leave its processing job running (and billing)
-    return {"applied": job.version != before, "job": job.id, "status": job.status.value}
+        return {"applied": False, "job": jobs[0].id, "reason": "SageMaker has no such processing job"}
+    applied, results = False, []
+    for job in jobs:  # every world of the batch
+        before = job.version
+        job = apply_status(
+            state.store,
+            state.storage,
+            job,
+            described.status,
+            failure_reason=described.failure_reason,
+            exit_message=described.exit_message,
+            max_queue_seconds=state.settings.sagemaker_max_queue_seconds,
+        )
+        applied = applied or job.version != before
+        results.append(job)
+    if described.status == "InProgress" and all(j.status.terminal for j in results):
+        client.stop(name)  # a batch whose worlds all failed must not leave its processing job running (and billing)
+    first = results[0]
+    return {"applied": applied, "job": first.id, "status": first.status.value,
+            "worlds": {j.id: j.status.value for j in results}}  # fmt: skip

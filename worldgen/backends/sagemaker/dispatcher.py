@@ -1,9 +1,11 @@
-"""The SageMaker dispatcher: submits queued jobs under a concurrency cap and syncs their status by
-polling. AWS errors are handled by their class (`errors`): a world waits on quota, capacity or
+"""The SageMaker dispatcher: packs queued worlds into batches (up to WORLDGEN_SAGEMAKER_BATCH_SIZE
+worlds, waiting at most WORLDGEN_SAGEMAKER_BATCH_WAIT_SECONDS for a batch to fill), submits one
+processing job per batch under a cap on concurrent processing jobs, and syncs every world's status
+by polling. AWS errors are handled by their class (`errors`): a world waits on quota, capacity or
 throttling (with backoff, up to a deadline), fails at once on a permanent refusal, and one world's
-error never holds up another or stops the poll. Never two processing jobs for one attempt: names
-are deterministic per attempt and an uncertain submission is resolved by DescribeProcessingJob
-before anything is sent again."""
+error never holds up another or stops the poll. Never two processing jobs for one batch: names are
+deterministic (the first world's attempt) and an uncertain submission is resolved by
+DescribeProcessingJob before anything is sent again."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from datetime import timedelta
 from worldgen.backends.sagemaker.client import SageMakerClient
 from worldgen.backends.sagemaker.errors import AwsError, Kind
 from worldgen.backends.sagemaker.spec import (
+    MAX_INPUTS,
     InvalidProcessingJob,
     JobSettings,
     build_request,
@@ -97,35 +100,87 @@ class SageMakerDispatcher:
     # ---- submitting ---------------------------------------------------------------------------
 
     def dispatch(self) -> list[str]:
-        submitted = []
-        while len(self.store.active_jobs(BACKEND)) < self.settings.sagemaker_max_concurrent_jobs:
-            job = self.store.claim("sagemaker-dispatcher", BACKEND)
-            if job is None:
+        """Submit batches while fewer than the cap's processing jobs run; returns the worlds sent."""
+        submitted: list[str] = []
+        while self.running_batches() < self.settings.sagemaker_max_concurrent_jobs:
+            batch = self.next_batch()
+            if not batch:
                 break
-            if self.submit(job):
-                submitted.append(job.id)
+            if self.submit_batch(batch):
+                submitted += [job.id for job in batch]
         return submitted
 
+    def running_batches(self) -> int:
+        return len({job.backend_ref for job in self.store.active_jobs(BACKEND)})
+
+    def next_batch(self) -> list[Job]:
+        """Claim the next batch: the oldest due worlds, up to the batch size and to what one
+        processing job's inputs allow; none while a short batch may still fill (the oldest world
+        has waited less than the batch wait)."""
+        size = self.settings.sagemaker_batch_size
+        due = self.store.due_queued(BACKEND, size)
+        if not due:
+            return []
+        waited = (utcnow() - min(job.updated_at for job in due)).total_seconds()
+        if len(due) < size and waited < self.settings.sagemaker_batch_wait_seconds:
+            return []
+        chosen: list[Job] = []
+        uploads = 0
+        for job in due:
+            needed = len(self._upload_ids(job))
+            if chosen and 2 + uploads + needed > MAX_INPUTS:  # request + models + uploads
+                break
+            chosen.append(job)
+            uploads += needed
+        batch: list[Job] = []
+        for _ in chosen:
+            claimed = self.store.claim("sagemaker-dispatcher", BACKEND)
+            if claimed is None:
+                break
+            batch.append(claimed)
+        return batch
+
     def submit(self, job: Job) -> bool:
-        """Send CreateProcessingJob for the claimed job's attempt. False if it did not go out
-        (the world waits in the queue, or failed)."""
-        name = job_name(job.id, job.attempt)
-        self.store.set_fields(job.id, backend_ref=name)
-        try:
-            request = build_request(self.job_settings, job.id, job.attempt, self._upload_prefixes(job))
-        except (InvalidProcessingJob, WorldgenError) as exc:
-            lifecycle.finish_failed(self.store, job.id, exc.code, exc.message)
+        """A batch of one (kept for callers that re-send a single world)."""
+        return self.submit_batch([job])
+
+    def submit_batch(self, batch: list[Job]) -> bool:
+        """Send CreateProcessingJob for the claimed worlds, named after the first world's attempt.
+        False if it did not go out (the worlds wait in the queue, or failed)."""
+        leader = batch[0]
+        name = job_name(leader.id, leader.attempt)
+        for job in batch:
+            self.store.set_fields(job.id, backend_ref=name)
+        prefixes: dict[str, str] = {}
+        usable = []
+        for job in batch:
+            try:
+                prefixes.update(self._upload_prefixes(job))
+                usable.append(job)
+            except WorldgenError as exc:
+                lifecycle.finish_failed(self.store, job.id, exc.code, exc.message)
+        if not usable:
             return False
         try:
-            self._write_request(job, name)
+            request = build_request(self.job_settings, leader.id, leader.attempt, prefixes, len(usable))
+        except (InvalidProcessingJob, WorldgenError) as exc:
+            for job in usable:
+                lifecycle.finish_failed(self.store, job.id, exc.code, exc.message)
+            return False
+        try:
+            self._write_requests(usable, name)
             self.client.create(request)
         except AwsError as error:
-            return self._refused(job, error)
-        except Exception as exc:  # S3 (the request file) or anything unforeseen: this world only
-            log.exception("job %s: submission failed", job.id)
-            return self._refused(job, AwsError(Kind.RETRYABLE, type(exc).__name__, str(exc)))
-        log.info("job %s: submitted %s", job.id, name)
+            return self._refused_batch(usable, error)
+        except Exception as exc:  # S3 (the request files) or anything unforeseen: these worlds only
+            log.exception("batch %s: submission failed", name)
+            return self._refused_batch(usable, AwsError(Kind.RETRYABLE, type(exc).__name__, str(exc)))
+        log.info("batch %s: submitted %d world(s): %s", name, len(usable), ", ".join(j.id for j in usable))
         return True
+
+    def _refused_batch(self, batch: list[Job], error: AwsError) -> bool:
+        results = [self._refused(job, error) for job in batch]
+        return all(results)
 
     def _refused(self, job: Job, error: AwsError) -> bool:
         """What a refused CreateProcessingJob does to the world (see `errors` for the classes)."""
@@ -144,6 +199,10 @@ class SageMakerDispatcher:
         log.info("job %s: CreateProcessingJob refused (%s, %s)", job.id, error.kind.value, error)
         return False
 
+    def _upload_ids(self, job: Job) -> list[str]:
+        request = job.world_request
+        return [*([SOURCE_WORLD_INPUT] if request.source_world_id else []), *request.upload_ids()]
+
     def _upload_prefixes(self, job: Job) -> dict[str, str]:
         prefixes = {}
         request = job.world_request
@@ -156,12 +215,17 @@ class SageMakerDispatcher:
             prefixes[upload_id] = keys.upload_prefix(upload_id)
         return prefixes
 
-    def _write_request(self, job: Job, name: str) -> None:
+    def _write_requests(self, batch: list[Job], name: str) -> None:
+        """The batch's request channel: worlds.json (the order they run in) and one request per world."""
         import io
         import json
 
-        body = io.BytesIO(json.dumps(job.request, indent=2).encode())
-        self.storage.put_stream(f"{keys.run_request_prefix(name)}request.json", body, "application/json")
+        prefix = keys.run_request_prefix(name)
+        for job in batch:
+            body = io.BytesIO(json.dumps(job.request, indent=2).encode())
+            self.storage.put_stream(f"{prefix}{job.id}.json", body, "application/json")
+        listing = io.BytesIO(json.dumps({"worlds": [job.id for job in batch]}).encode())
+        self.storage.put_stream(f"{prefix}worlds.json", listing, "application/json")
 
     # ---- syncing ------------------------------------------------------------------------------
 
@@ -187,7 +251,7 @@ class SageMakerDispatcher:
     def _sync_one(self, job: Job, listed: dict[str, str]) -> None:
         name = job.backend_ref or job_name(job.id, job.attempt)
         if job.status is JobStatus.CANCELING:
-            self.stop(job, name)
+            self.cancel(job, name)
         status = listed.get(name)
         if status is None:
             self._resolve_missing(job, name)
@@ -197,6 +261,16 @@ class SageMakerDispatcher:
             apply_status(
                 self.store, self.storage, job, status, max_queue_seconds=self.settings.sagemaker_max_queue_seconds
             )
+
+    def cancel(self, job: Job, name: str) -> None:
+        """Mark the world cancelled for its batch's container (it stops at its next step, or
+        never starts); when every unfinished world of the batch is cancelled, stop the job."""
+        import io
+
+        self.storage.put_stream(f"{keys.run_cancel_prefix(name)}{job.id}", io.BytesIO(b""), "text/plain")
+        batch = [j for j in self.store.find_by_backend_ref(BACKEND, name) if not j.status.terminal]
+        if all(j.status is JobStatus.CANCELING for j in batch):
+            self.stop(job, name)
 
     def stop(self, job: Job, name: str) -> None:
         """StopProcessingJob; a refusal leaves the world canceling (it ends when the job does) and
@@ -234,4 +308,7 @@ class SageMakerDispatcher:
             lifecycle.finish_canceled(self.store, job.id)
             return
         if job.status is JobStatus.STARTING and (utcnow() - job.updated_at).total_seconds() > 5:
-            self.submit(job)
+            batch = [j for j in self.store.find_by_backend_ref(BACKEND, name) if j.status is JobStatus.STARTING]
+            leader = next((j for j in batch if job_name(j.id, j.attempt) == name), None)
+            if leader is not None:  # the same batch, the same name: never a second processing job
+                self.submit_batch([leader, *(j for j in batch if j is not leader)])

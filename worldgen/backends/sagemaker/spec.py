@@ -80,8 +80,13 @@ class JobSettings:
     environment: dict[str, str]
 
 
-def build_request(settings: JobSettings, job_id: str, attempt: int, upload_keys: dict[str, str]) -> dict[str, Any]:
-    """`upload_keys`: upload id → its storage key prefix (`uploads/{id}/`)."""
+def build_request(
+    settings: JobSettings, job_id: str, attempt: int, upload_keys: dict[str, str], batch_size: int = 1
+) -> dict[str, Any]:
+    """The processing job of a batch of `batch_size` worlds, named after its first world's
+    attempt (`job_id`, `attempt`): the batch's worlds are listed in its request channel
+    (worlds.json, written by the dispatcher). `upload_keys`: upload id → its storage key prefix
+    (`uploads/{id}/`), for every world of the batch."""
     name = job_name(job_id, attempt)
     bucket = settings.storage_bucket
     inputs: list[dict[str, Any]] = [
@@ -125,8 +130,18 @@ def build_request(settings: JobSettings, job_id: str, attempt: int, upload_keys:
                 }
             ]
         },
-        "Environment": {**settings.environment, "WORLDGEN_JOB_ID": job_id, "WORLDGEN_ATTEMPT": str(attempt)},
-        "Tags": [{"Key": "worldgen:job-id", "Value": job_id}, {"Key": "worldgen:attempt", "Value": str(attempt)}],
+        "Environment": {
+            **settings.environment,
+            "WORLDGEN_JOB_ID": job_id,
+            "WORLDGEN_ATTEMPT": str(attempt),
+            "WORLDGEN_BATCH_SIZE": str(batch_size),
+            "WORLDGEN_CANCEL_URL": f"s3://{bucket}/{settings.storage_prefix}{keys.run_cancel_prefix(name)}",
+        },
+        "Tags": [
+            {"Key": "worldgen:job-id", "Value": job_id},
+            {"Key": "worldgen:attempt", "Value": str(attempt)},
+            {"Key": "worldgen:batch-size", "Value": str(batch_size)},
+        ],
     }
     validate_request(request)
     return request

@@ -1,6 +1,11 @@
 """Carrying SageMaker's view of a job into ours — one function for the poller and the EventBridge
 endpoint alike, so either path alone keeps jobs right, and duplicates or out-of-order reports
-change nothing once a job is final."""
+change nothing once a job is final.
+
+A processing job runs a batch of worlds (container/batch.py); each world's own progress.json,
+manifest and message decide its outcome, and the processing job's status only what happens to
+worlds that never finished: a world done before the batch ended is published even if a later
+world crashed the container, and a world that never started goes back to the queue."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import logging
 from typing import Any
 
 from worldgen.backends.sagemaker.errors import backoff, is_capacity_failure
-from worldgen.container.contract import EXIT_OOM_KILLED, exit_failure
+from worldgen.container.contract import EXIT_OOM_KILLED, MESSAGE_FILE, exit_failure
 from worldgen.jobs import lifecycle
 from worldgen.jobs.state import JobStatus
 from worldgen.jobs.store import Job, JobStore, utcnow
@@ -22,8 +27,16 @@ log = logging.getLogger("worldgen.sagemaker")
 
 
 def output_key(job: Job, name: str) -> str:
-    """Storage key (relative to the storage prefix) of a file the job's container wrote."""
-    return keys.run_output_file(str(job.backend_ref), name)
+    """Storage key (relative to the storage prefix) of a file the world's container wrote."""
+    return keys.run_output_file(str(job.backend_ref), f"{job.id}/{name}")
+
+
+def read_message(storage: S3ArtifactStore, job: Job) -> str | None:
+    try:
+        with storage.open(output_key(job, MESSAGE_FILE)) as stream:
+            return stream.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return None
 
 
 def read_progress(storage: S3ArtifactStore, job: Job) -> dict[str, Any] | None:
@@ -92,10 +105,13 @@ def apply_status(
     job = store.get(job.id)
     if job.status.terminal:
         return job
+    report = read_progress(storage, job) or {}
+    ended = report.get("status")
+    if ended in ("succeeded", "failed", "canceled"):
+        return _world_ended(store, storage, job, ended, report)
     if status in ("InProgress", "Stopping"):
         job = lifecycle.mark_running(store, job.id)
-        report = read_progress(storage, job)
-        if report is not None:
+        if report:
             job = store.record_progress(
                 job.id,
                 stage=report.get("stage"),
@@ -104,31 +120,45 @@ def apply_status(
                 warnings=report.get("warnings") or [],
             )
         return job
-    if status == "Completed":
-        if job.status is JobStatus.CANCELING:
-            return lifecycle.finish_canceled(store, job.id)
-        try:
-            artifacts, manifest = publish_outputs(storage, job)
-        except FileNotFoundError:
-            return lifecycle.finish_failed(
-                store, job.id, "missing_outputs", "the job completed without a manifest.json"
-            )
-        return lifecycle.finish_succeeded(store, job.id, artifacts, manifest)
+    if job.status is JobStatus.CANCELING and status in ("Completed", "Failed", "Stopped"):
+        return lifecycle.finish_canceled(store, job.id)
+    if status == "Completed":  # the container went through every world, so each wrote its status
+        return lifecycle.finish_failed(
+            store, job.id, "missing_outputs", "the processing job completed without this world's final status"
+        )
     if status == "Failed":
-        if job.status is not JobStatus.CANCELING and not exit_message and is_capacity_failure(failure_reason):
+        if not exit_message and is_capacity_failure(failure_reason):
             reason = f"SageMaker: {failure_reason}"
             return wait_or_fail(store, job, "capacity_unavailable", reason, max_queue_seconds, new_attempt=True)
-        stage = (read_progress(storage, job) or {}).get("stage") or job.stage
-        code, message = failure(exit_message, failure_reason, stage)
+        if not report and not exit_message:
+            reason = f"the batch's processing job failed before this world started ({failure_reason or 'no reason'})"
+            return wait_or_fail(store, job, "batch_failed", reason, max_queue_seconds, new_attempt=True)
+        code, message = failure(exit_message, failure_reason, report.get("stage") or job.stage)
         return lifecycle.finish_failed(store, job.id, code, message)
     if status == "Stopped":
-        if job.status is JobStatus.CANCELING:
-            return lifecycle.finish_canceled(store, job.id)
         return lifecycle.finish_failed(
             store, job.id, "stopped", failure_reason or "the processing job was stopped outside worldgen"
         )
     log.warning("job %s: unknown SageMaker status %r", job.id, status)
     return job
+
+
+def _world_ended(store: JobStore, storage: S3ArtifactStore, job: Job, ended: str, report: dict[str, Any]) -> Job:
+    """The world's own final status, whatever the batch around it is doing."""
+    if ended == "succeeded":
+        if job.status is JobStatus.CANCELING:
+            return lifecycle.finish_canceled(store, job.id)
+        try:
+            artifacts, manifest = publish_outputs(storage, job)
+        except FileNotFoundError:  # uploads still under way (Continuous mode): the next poll
+            return job
+        return lifecycle.finish_succeeded(store, job.id, artifacts, manifest)
+    if ended == "canceled":
+        if job.status is JobStatus.CANCELING:
+            return lifecycle.finish_canceled(store, job.id)
+        return lifecycle.finish_failed(store, job.id, "stopped", "the world was stopped outside worldgen")
+    code, message = exit_failure(1, read_message(storage, job), report.get("stage") or job.stage)
+    return lifecycle.finish_failed(store, job.id, code, message)
 
 
 def wait_or_fail(
