@@ -136,12 +136,12 @@ def test_default_request_and_volume(settings: Settings, models_url: str) -> None
     inputs = {i["InputName"]: (i["S3Input"]["S3Uri"], i["S3Input"]["LocalPath"]) for i in request["ProcessingInputs"]}
     assert inputs == {
         "request": (f"s3://{BUCKET}/{prefix}runs/wg-{'a' * 32}-1/request/", "/opt/ml/processing/input/request"),
-        "models": (f"{models_url}/", "/opt/ml/processing/input/models"),
         "upload-u1": (f"s3://{BUCKET}/{prefix}uploads/u1/", "/opt/ml/processing/input/uploads/u1"),
     }
     output = request["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]
     assert output["S3UploadMode"] == "Continuous" and output["LocalPath"] == "/opt/ml/processing/output/world"
     assert request["Environment"]["WORLDGEN_PRICE_PER_HOUR"] == "1.515"
+    assert request["Environment"]["WORLDGEN_MODELS_URL"] == f"{models_url}/"  # streamed by the container
     assert {"Key": "worldgen:job-id", "Value": "a" * 32} in request["Tags"]
 
 
@@ -167,7 +167,7 @@ def test_request_limits(settings: Settings) -> None:
     with pytest.raises(InvalidProcessingJob, match="at most 256"):
         build_request(too_long, "c" * 32, 1, {})
     with pytest.raises(InvalidProcessingJob, match="ProcessingInputs"):
-        build_request(spec, "c" * 32, 1, {f"u{i}": f"uploads/u{i}/" for i in range(9)})
+        build_request(spec, "c" * 32, 1, {f"u{i}": f"uploads/u{i}/" for i in range(10)})  # + the request: 11
     runtime = spec.__class__(**{**spec.__dict__, "max_runtime_seconds": 500000})
     with pytest.raises(InvalidProcessingJob, match="MaxRuntimeInSeconds"):
         build_request(runtime, "c" * 32, 1, {})

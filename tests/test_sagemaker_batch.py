@@ -106,6 +106,8 @@ def test_worlds_of_a_batch_run_on_one_set_of_loads_each_with_its_own_outcome(bat
     expected = 1.5 * (costs[0]["startup_s"] + manifests[0]["timings_s"]["total"]) / 3600
     assert abs(costs[0]["usd"] - expected) < 1e-5
     assert costs[1]["loads_s"] == 0 and costs[0]["loads_s"] > 0
+    shown = world(client, jobs[2])["cost"]  # the API shows what the manifest says
+    assert shown["usd"] == costs[1]["usd"] and shown["batch_size"] == 3
     set_state(name, "Completed")
     dispatcher.tick()
     assert [world(client, j)["status"] for j in jobs] == ["succeeded", "failed", "succeeded"]

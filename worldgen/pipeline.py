@@ -122,6 +122,14 @@ def models_ahead(request: WorldRequest, until: str = "world") -> list[str]:
     return [*models, DEPTH_MODEL] if not request.distance_upload_id else models
 
 
+def models_needed(request: WorldRequest) -> list[str]:
+    """Every model the job loads, in the order it first needs them (what a container streams)."""
+    models = models_ahead(request)
+    if request.layered or not request.distance_upload_id:
+        models.append(DEPTH_MODEL)
+    return list(dict.fromkeys(models))
+
+
 def layer_request(request: WorldRequest) -> LayerRequest:
     return LayerRequest(
         scene=request.scene.value,

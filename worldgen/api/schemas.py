@@ -21,6 +21,20 @@ class JobLinks(BaseModel):
     events: str
 
 
+class WorldCost(BaseModel):
+    """Instance-seconds × the instance's on-demand price (the container's time; a batch's startup
+    shared among its worlds). SageMaker also bills provisioning and the image pull."""
+
+    instance_type: str
+    usd_per_hour: float
+    batch_size: int
+    startup_s: float
+    loads_s: float
+    compute_s: float
+    instance_seconds: float
+    usd: float
+
+
 class JobOut(BaseModel):
     id: str
     status: str
@@ -40,6 +54,7 @@ class JobOut(BaseModel):
     finished_at: datetime | None
     deleted: bool
     timings_s: dict[str, float]
+    cost: WorldCost | None
     links: JobLinks
 
     @classmethod
@@ -51,6 +66,7 @@ class JobOut(BaseModel):
             seed=job.seed, request=job.request, error=error, warnings=job.warnings, attempt=job.attempt,
             backend=job.backend, backend_ref=job.backend_ref, created_at=job.created_at, updated_at=job.updated_at,
             started_at=job.started_at, finished_at=job.finished_at, deleted=job.deleted, timings_s=job.timings,
+            cost=WorldCost.model_validate(job.cost) if job.cost else None,
             links=JobLinks(self=base, artifacts=f"{base}/artifacts", events=f"{base}/events"),
         )  # fmt: skip
 

@@ -18,7 +18,7 @@ import threading
 import time
 
 from worldgen.container.contract import EXIT_CANCELED, EXIT_OK, ContainerPaths
-from worldgen.container.entrypoint import run, write_message
+from worldgen.container.entrypoint import model_stream, run, write_message
 from worldgen.container.progress_file import ProgressFile
 from worldgen.container.runtimes import RuntimePool
 from worldgen.progress import CancelToken
@@ -91,7 +91,7 @@ def run_batch(paths: ContainerPaths, started: float) -> int:
     signal.signal(signal.SIGTERM, on_sigterm)
     url = os.environ.get(CANCEL_URL_ENV)
     watcher = CancelWatcher(url, tokens).start() if url else None
-    runtimes = RuntimePool(keep=True)
+    runtimes = RuntimePool(keep=True, stream=model_stream(paths, [paths.world(w).request_file for w in worlds]))
     startup_s = 0.0
     try:
         for index, world in enumerate(worlds):
@@ -113,5 +113,5 @@ def run_batch(paths: ContainerPaths, started: float) -> int:
     finally:
         if watcher is not None:
             watcher.stop()
-        runtimes.release()
+        runtimes.close()
     return EXIT_CANCELED if stopping.is_set() else EXIT_OK

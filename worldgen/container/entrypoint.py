@@ -33,6 +33,7 @@ from worldgen.container.cost import add_cost, process_age_seconds
 from worldgen.container.progress_file import ProgressFile
 from worldgen.container.runtimes import RuntimePool
 from worldgen.errors import Cancelled, InvalidRequest, WorldgenError
+from worldgen.models.streaming import ModelStream
 from worldgen.progress import CancelToken, Progress
 from worldgen.request import WorldRequest, validation_problems
 
@@ -140,6 +141,29 @@ def run(
     return EXIT_OK
 
 
+MODELS_URL_ENV = "WORLDGEN_MODELS_URL"
+
+
+def model_stream(paths: ContainerPaths, request_files: list[Path]) -> ModelStream | None:
+    """Where the launcher says models are in S3 (a SageMaker container), stream them onto the
+    models root in the order these requests need them; None elsewhere."""
+    url = os.environ.get(MODELS_URL_ENV)
+    if not url:
+        return None
+    from worldgen.pipeline import models_needed
+
+    order: list[str] = []
+    for path in request_files:
+        try:
+            order += models_needed(WorldRequest.model_validate_json(path.read_bytes()))
+        except (OSError, ValueError):
+            continue  # that world reports its own bad request
+    paths.models_dir.mkdir(parents=True, exist_ok=True)
+    order = list(dict.fromkeys(order))
+    log.info("streaming %d model(s) from %s", len(order), url)
+    return ModelStream(url, paths.models_dir, order).start()
+
+
 def main(root: Path | None = None) -> int:
     """One world (request.json) or a batch (worlds.json, SageMaker) under the contract root."""
     started = time.time() - process_age_seconds()
@@ -148,4 +172,8 @@ def main(root: Path | None = None) -> int:
         from worldgen.container.batch import run_batch
 
         return run_batch(paths, started)
-    return run(paths)
+    runtimes = RuntimePool(keep=False, stream=model_stream(paths, [paths.request_file]))
+    try:
+        return run(paths, runtimes)
+    finally:
+        runtimes.close()

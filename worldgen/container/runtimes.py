@@ -12,11 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from worldgen.models.runtime import ModelRuntime, warm_budget
+from worldgen.models.streaming import ModelStream
 
 
 class RuntimePool:
-    def __init__(self, keep: bool) -> None:
-        self.keep = keep
+    def __init__(self, keep: bool, stream: ModelStream | None = None) -> None:
+        """`stream`: models arriving from S3 while the worlds run (a SageMaker container)."""
+        self.keep, self.stream = keep, stream
         self.current: ModelRuntime | None = None
         self.key: tuple[str, str | None, str] | None = None
         self.created = 0
@@ -29,6 +31,7 @@ class RuntimePool:
             return self.current
         self.release()
         runtime = ModelRuntime.create(root, device=device, precision=precision)
+        runtime.resolver.stream = self.stream
         if self.keep:
             runtime.keep_bytes = warm_budget(runtime.device)
         self.current, self.key = runtime, key
@@ -40,3 +43,9 @@ class RuntimePool:
             self.current.release_parked()
             self.current.close()
         self.current, self.key = None, None
+
+    def close(self) -> None:
+        """At the process's end: the runtime, and the stream if one is still reading."""
+        self.release()
+        if self.stream is not None:
+            self.stream.close()

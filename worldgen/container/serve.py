@@ -113,5 +113,5 @@ def serve(inbox: Path) -> int:
             write_exit(root, status)
             log.info("world %d under %s: exit %d", worlds, root, status)
     finally:
-        runtimes.release()
+        runtimes.close()
     return 0

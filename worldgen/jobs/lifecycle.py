@@ -80,6 +80,7 @@ def finish_succeeded(store: JobStore, job_id: str, artifacts: list[dict[str, Any
         message="done",
         artifacts=artifacts,
         timings=dict(manifest.get("timings_s", {})),
+        cost=manifest.get("cost"),
         warnings=merge_warnings(job.warnings, manifest.get("warnings", [])),
     )
 

@@ -75,6 +75,8 @@ class Job:
     warnings: list[str] = field(default_factory=list)
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    cost: dict[str, Any] | None = None
+    """What the world cost (container/cost.py), from its manifest; None without a priced instance."""
     worker_id: str | None = None
     heartbeat_at: datetime | None = None
     deleted_at: datetime | None = None

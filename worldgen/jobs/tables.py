@@ -56,6 +56,7 @@ class JobRow(Base):
     warnings: Mapped[list[str]] = mapped_column(JSON, default=list)
     artifacts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     timings: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    cost: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     worker_id: Mapped[str | None] = mapped_column(String(255))
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -128,7 +128,7 @@ class SageMakerDispatcher:
         uploads = 0
         for job in due:
             needed = len(self._upload_ids(job))
-            if chosen and 2 + uploads + needed > MAX_INPUTS:  # request + models + uploads
+            if chosen and 1 + uploads + needed > MAX_INPUTS:  # the request channel + uploads
                 break
             chosen.append(job)
             uploads += needed

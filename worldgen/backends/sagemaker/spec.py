@@ -63,7 +63,7 @@ def raw_models_gb() -> float:
 
 
 def volume_size_gb(models_gb: float) -> int:
-    """Room for the models (File mode copies them in), one world's outputs, and a margin."""
+    """Room for the models (the container streams them onto the volume), the outputs, and a margin."""
     return math.ceil((models_gb + OUTPUT_GB) * MARGIN_FACTOR + MARGIN_GB)
 
 
@@ -95,7 +95,6 @@ def build_request(
             f"s3://{bucket}/{settings.storage_prefix}{keys.run_request_prefix(name)}",
             f"{ROOT}/input/request",
         ),
-        _input("models", settings.models_url.rstrip("/") + "/", f"{ROOT}/input/models"),
     ]
     for upload_id, key_prefix in sorted(upload_keys.items()):
         inputs.append(
@@ -136,6 +135,9 @@ def build_request(
             "WORLDGEN_ATTEMPT": str(attempt),
             "WORLDGEN_BATCH_SIZE": str(batch_size),
             "WORLDGEN_CANCEL_URL": f"s3://{bucket}/{settings.storage_prefix}{keys.run_cancel_prefix(name)}",
+            # The container streams its models from here itself (models/streaming.py): parallel
+            # ranged reads, the first stage starting while the rest arrive; no File-mode copy.
+            "WORLDGEN_MODELS_URL": settings.models_url.rstrip("/") + "/",
         },
         "Tags": [
             {"Key": "worldgen:job-id", "Value": job_id},
