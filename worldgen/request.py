@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any
@@ -45,6 +46,8 @@ class BoxedObject(BaseModel):
     @field_validator("box")
     @classmethod
     def _positive(cls, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        if not all(math.isfinite(v) for v in box):
+            raise ValueError("box coordinates must be finite numbers")
         x0, y0, x1, y1 = box
         if x1 <= x0 or y1 <= y0:
             raise ValueError("a box needs x1 > x0 and y1 > y0")

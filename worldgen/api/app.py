@@ -9,9 +9,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import Scope
 
 from worldgen import __version__
 from worldgen.api import errors
+from worldgen.api.body_limit import BodyLimit
 from worldgen.api.routes import events, integrations, page, system, uploads, worlds
 from worldgen.api.state import AppState
 from worldgen.config import Settings, open_storage
@@ -47,5 +51,15 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     errors.install(app)
     for module in (worlds, uploads, events, integrations, system, page):
         app.include_router(module.router)
-    app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
+    app.mount("/static", PageFiles(directory=STATIC, check_dir=False), name="static")
+    app.add_middleware(BodyLimit, limit=settings.max_json_bytes)
     return app
+
+
+class PageFiles(StaticFiles):
+    """The page's built files; 404 (not 500) for every path while the page is not built."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        if not STATIC.is_dir():
+            raise HTTPException(404, f"the page is not built ({path} not found): run scripts/bootstrap")
+        return await super().get_response(path, scope)

@@ -48,6 +48,7 @@ class JobOut(BaseModel):
     attempt: int
     backend: str
     backend_ref: str | None
+    """The SageMaker processing job running the world; None for the local worker (its host:pid is internal)."""
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None
@@ -64,7 +65,8 @@ class JobOut(BaseModel):
         return cls(
             id=job.id, status=job.status.value, stage=job.stage, progress=job.progress, message=job.message,
             seed=job.seed, request=job.request, error=error, warnings=job.warnings, attempt=job.attempt,
-            backend=job.backend, backend_ref=job.backend_ref, created_at=job.created_at, updated_at=job.updated_at,
+            backend=job.backend, backend_ref=job.backend_ref if job.backend != "local" else None,
+            created_at=job.created_at, updated_at=job.updated_at,
             started_at=job.started_at, finished_at=job.finished_at, deleted=job.deleted, timings_s=job.timings,
             cost=WorldCost.model_validate(job.cost) if job.cost else None,
             links=JobLinks(self=base, artifacts=f"{base}/artifacts", events=f"{base}/events"),

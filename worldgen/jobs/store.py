@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import builtins
 import json
+import re
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -30,6 +31,14 @@ from worldgen.request import WorldRequest
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+ID_PATTERN = re.compile(r"[0-9a-f]{32}")
+"""What `new_id` makes: world and upload ids are checked against it before any query."""
+
+
+def valid_id(value: str) -> bool:
+    return ID_PATTERN.fullmatch(value) is not None
 
 
 def new_id() -> str:
@@ -188,6 +197,8 @@ class JobStore:
             return Job.from_row(row) if row else None
 
     def get(self, job_id: str) -> Job:
+        if not valid_id(job_id):  # never sent to the database (PostgreSQL refuses a NUL byte)
+            raise JobNotFound(job_id)
         with self._session() as session:
             row = session.get(JobRow, job_id)
             if row is None:
@@ -460,6 +471,8 @@ class JobStore:
         return upload
 
     def get_upload(self, upload_id: str) -> Upload | None:
+        if not valid_id(upload_id):
+            return None
         with self._session() as session:
             row = session.get(UploadRow, upload_id)
             return Upload.from_row(row) if row else None
@@ -470,10 +483,18 @@ def encode_cursor(job: Job) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+CURSOR_YEARS = (2000, 2200)
+"""A cursor's date must fall in these years: a far-future one overflowed the database's
+timestamp arithmetic (500); no job was made outside them."""
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, job_id = json.loads(raw)
-        return datetime.fromisoformat(created), str(job_id)
+        when = datetime.fromisoformat(created)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"invalid cursor {cursor!r}") from exc
+        raise ValueError(f"invalid cursor {cursor[:80]!r}") from exc
+    if when.tzinfo is None or not CURSOR_YEARS[0] <= when.year <= CURSOR_YEARS[1] or not valid_id(str(job_id)):
+        raise ValueError(f"invalid cursor {cursor[:80]!r}")
+    return when, str(job_id)

@@ -106,6 +106,9 @@ def submit(
         request_hash=fingerprint,
         max_attempts=state.settings.max_attempts,
     )
+    if not created and job.deleted:
+        raise ApiError(410, "gone", f"the world made with this Idempotency-Key ({job.id}) was deleted; use a new key",
+                       {"world_id": job.id})  # fmt: skip
     response.headers["Location"] = f"/v1/worlds/{job.id}"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"

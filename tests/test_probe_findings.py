@@ -1,0 +1,140 @@
+"""Regression tests for what a probe of the running service found (issue 16), on SQLite and
+PostgreSQL: each answered 500, took gigabytes, or said too much before."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+from tests.test_api import assert_error, client, settings, store_of, submit  # noqa: F401  (fixtures)
+from worldgen.api.app import create_app
+from worldgen.config import Settings
+
+BOXED = {"prompt": "", "panorama_upload_id": "0" * 32}
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/worlds/%00", "/v1/worlds/abc%00def", "/v1/worlds/%00/cancel", "/v1/worlds/%00/artifacts"],
+)
+def test_a_nul_byte_in_an_id_is_a_404(client: TestClient, path: str) -> None:  # noqa: F811
+    """PostgreSQL refuses a NUL byte in a text parameter; ids are now checked before any query."""
+    assert_error(client.get(path) if "cancel" not in path else client.post(path), 404, "not_found")
+
+
+@pytest.mark.parametrize("field", ["image_upload_id", "source_world_id"])
+def test_a_nul_byte_in_a_referenced_id_is_a_422(client: TestClient, field: str) -> None:  # noqa: F811
+    error = assert_error(submit(client, **{field: "a\x00b"}), 422, "invalid_request")
+    assert field in json.dumps(error)
+
+
+def test_nan_box_coordinates_are_refused(client: TestClient) -> None:  # noqa: F811
+    body = json.dumps({"panorama_upload_id": "0" * 32, "objects_fg1": [{"label": "x", "box": [1, 1, "NaN", 5]}]})
+    response = client.post(
+        "/v1/worlds", content=body.replace('"NaN"', "NaN"), headers={"content-type": "application/json"}
+    )
+    error = assert_error(response, 422, "invalid_request")
+    assert "finite" in error["message"]
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59+00:00", "0001-01-01T00:00:00+00:00", "2026-01-01T00:00:00"])
+def test_a_cursor_out_of_range_is_a_422(client: TestClient, when: str) -> None:  # noqa: F811
+    cursor = base64.urlsafe_b64encode(json.dumps([when, "0" * 32]).encode()).decode().rstrip("=")
+    assert_error(client.get("/v1/worlds", params={"cursor": cursor}), 422, "invalid_request")
+
+
+def test_static_paths_are_404_while_the_page_is_not_built(client: TestClient, monkeypatch) -> None:  # noqa: F811
+    import worldgen.api.app as app_module
+
+    monkeypatch.setattr(app_module, "STATIC", Path("/nonexistent/worldgen-static"))
+    for path in ("/static/app.js", "/static/", "/static/x/y.css"):
+        assert_error(client.get(path), 404, "not_found")
+
+
+def test_a_deleted_worlds_idempotency_key_is_gone_not_replayed(client: TestClient) -> None:  # noqa: F811
+    headers = {"Idempotency-Key": "probe-key-1"}
+    first = client.post("/v1/worlds", json={"prompt": "a lake", "seed": 1}, headers=headers)
+    assert first.status_code == 202
+    assert client.delete(f"/v1/worlds/{first.json()['id']}").status_code == 200
+    again = client.post("/v1/worlds", json={"prompt": "a lake", "seed": 1}, headers=headers)
+    error = assert_error(again, 410, "gone")
+    assert error["details"]["world_id"] == first.json()["id"]
+
+
+def test_world_data_does_not_show_the_workers_host_and_pid(client: TestClient) -> None:  # noqa: F811
+    world = submit(client, seed=1).json()
+    store_of(client).set_fields(world["id"], backend_ref="worker-host:12345")
+    shown = client.get(f"/v1/worlds/{world['id']}").json()
+    assert shown["backend_ref"] is None and "worker-host" not in json.dumps(shown)
+
+
+def test_a_json_body_over_the_limit_is_413_from_its_length(client: TestClient) -> None:  # noqa: F811
+    body = json.dumps({"prompt": "x" * (2 << 20)})
+    error = assert_error(client.post("/v1/worlds", content=body, headers={"content-type": "application/json"}), 413)
+    assert error["code"] == "too_large" and error["details"]["limit"] == 1 << 20
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[str]:
+    """The app under uvicorn on a free port (a chunked body has no Content-Length to check)."""
+    small = Settings(data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'jobs.db'}", max_json_bytes=4096)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(small, run_worker=False), host="127.0.0.1", port=port,
+                                           log_level="warning"))  # fmt: skip
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_a_chunked_json_body_is_cut_off_at_the_limit(live_server: str) -> None:
+    """Without Content-Length the bytes are counted as they arrive: 413 after ≈ the limit, while
+    the client still had 100 MB to send."""
+    host, port = live_server.split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        head = (f"POST /v1/worlds HTTP/1.1\r\nHost: {live_server}\r\nContent-Type: application/json\r\n"
+                "Transfer-Encoding: chunked\r\n\r\n")  # fmt: skip
+        connection.sendall(head.encode())
+        chunk = b"x" * 65536
+        sent = 0
+        response = b""
+        connection.settimeout(0.05)
+        while sent < 100 << 20:
+            try:
+                connection.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(chunk)
+            try:
+                response += connection.recv(65536)
+            except (TimeoutError, BlockingIOError):
+                continue
+            if response:
+                break
+        connection.settimeout(5)
+        try:
+            while b"\r\n\r\n" not in response or b"}" not in response:
+                data = connection.recv(65536)
+                if not data:
+                    break
+                response += data
+        except (TimeoutError, ConnectionResetError):
+            pass
+    assert response.startswith(b"HTTP/1.1 413"), response[:200]
+    assert b'"too_large"' in response
+    assert sent < 8 << 20  # stopped long before the 100 MB
