@@ -86,7 +86,12 @@ def test_a_json_body_over_the_limit_is_413_from_its_length(client: TestClient) -
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[str]:
     """The app under uvicorn on a free port (a chunked body has no Content-Length to check)."""
-    small = Settings(data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'jobs.db'}", max_json_bytes=4096)
+    small = Settings(
+        data_dir=tmp_path / "data",
+        database_url=f"sqlite:///{tmp_path / 'jobs.db'}",
+        max_json_bytes=4096,
+        body_timeout_seconds=1.0,
+    )
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -138,3 +143,35 @@ def test_a_chunked_json_body_is_cut_off_at_the_limit(live_server: str) -> None:
     assert response.startswith(b"HTTP/1.1 413"), response[:200]
     assert b'"too_large"' in response
     assert sent < 8 << 20  # stopped long before the 100 MB
+
+
+def test_a_stalled_body_is_408_not_held_open(live_server: str) -> None:
+    host, port = live_server.split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        head = (f"POST /v1/worlds HTTP/1.1\r\nHost: {live_server}\r\nContent-Type: application/json\r\n"
+                "Content-Length: 1000\r\n\r\n{\"prompt\": ")  # fmt: skip
+        connection.sendall(head.encode())
+        started = time.monotonic()
+        response = connection.recv(65536)
+        waited = time.monotonic() - started
+    assert response.startswith(b"HTTP/1.1 408"), response[:200]
+    assert b'"request_timeout"' in response and waited < 5
+
+
+def test_the_body_timeout_does_not_cut_an_event_stream(live_server: str) -> None:
+    """After the body, receive() only waits for the client to leave: an SSE stream outlives the
+    1 s body timeout and still carries the cancel made 2 s later."""
+    import httpx
+
+    base = f"http://{live_server}"
+    world = httpx.post(f"{base}/v1/worlds", json={"prompt": "a lake", "seed": 1}).json()
+    timer = threading.Timer(2.0, lambda: httpx.post(f"{base}/v1/worlds/{world['id']}/cancel"))
+    lines = []
+    with httpx.stream("GET", f"{base}/v1/worlds/{world['id']}/events", timeout=10) as stream:
+        timer.start()
+        for line in stream.iter_lines():
+            lines.append(line)
+            if line.startswith("event: end"):
+                break
+    assert stream.status_code == 200
+    assert any('"status":"canceled"' in line for line in lines), lines

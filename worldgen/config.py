@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     retention_days: float | None = Field(None, gt=0, description="Remove artifacts of finished jobs after N days.")
     server_url: str = Field("http://127.0.0.1:8000", description="API base URL for the CLI client commands.")
     max_json_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body other than an upload (413).")
+    body_timeout_seconds: float = Field(30.0, gt=0, description="A request body silent this long mid-way gets 408.")
     upload_max_bytes: int = Field(20 * 1024 * 1024, description="Largest PNG/JPEG upload.")
     upload_max_npy_bytes: int = Field(64 * 1024 * 1024, description="Largest .npy distance-map upload.")
     download_url_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600, description="Lifetime of presigned URLs.")

@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     for module in (worlds, uploads, events, integrations, system, page):
         app.include_router(module.router)
     app.mount("/static", PageFiles(directory=STATIC, check_dir=False), name="static")
-    app.add_middleware(BodyLimit, limit=settings.max_json_bytes)
+    app.add_middleware(BodyLimit, limit=settings.max_json_bytes, timeout=settings.body_timeout_seconds)
     return app
 
 
