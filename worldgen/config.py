@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     lost_after_seconds: float = Field(120.0, gt=0, description="Heartbeat age after which a worker is lost.")
     retention_days: float | None = Field(None, gt=0, description="Remove artifacts of finished jobs after N days.")
     server_url: str = Field("http://127.0.0.1:8000", description="API base URL for the CLI client commands.")
+    auth: Literal["auto", "required", "off"] = Field(
+        "auto", description="API keys: auto = required unless the server listens on loopback."
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="Host names the API answers to (JSON list; loopback names when on loopback)."
+    )
     max_json_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body other than an upload (413).")
     body_timeout_seconds: float = Field(30.0, gt=0, description="A request body silent this long mid-way gets 408.")
     upload_max_bytes: int = Field(20 * 1024 * 1024, description="Largest PNG/JPEG upload.")

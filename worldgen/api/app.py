@@ -7,7 +7,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
@@ -15,6 +15,7 @@ from starlette.types import Scope
 
 from worldgen import __version__
 from worldgen.api import errors
+from worldgen.api.auth import BrowserGuard, auth_required, current_caller
 from worldgen.api.body_limit import BodyLimit
 from worldgen.api.routes import events, integrations, page, system, uploads, worlds
 from worldgen.api.state import AppState
@@ -25,14 +26,19 @@ from worldgen.web import STATIC
 log = logging.getLogger("worldgen.api")
 
 
-def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> FastAPI:
+def create_app(settings: Settings | None = None, *, run_worker: bool = True, listen_host: str | None = None) -> FastAPI:
+    """`listen_host`: the address `worldgen serve` listens on (decides WORLDGEN_AUTH=auto and the
+    Host allow-list); None when the app is embedded or tested."""
     settings = settings or Settings()
+    needs_key = auth_required(settings.auth, listen_host)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = JobStore.open(settings.resolved_database_url)
         storage = open_storage(settings.resolved_storage_url)
-        app.state.worldgen = AppState(settings=settings, store=store, storage=storage, backend=settings.backend)
+        app.state.worldgen = AppState(
+            settings=settings, store=store, storage=storage, backend=settings.backend, auth_required=needs_key
+        )
         stop = threading.Event()
         thread = None
         if run_worker:
@@ -49,10 +55,13 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
 
     app = FastAPI(title="worldgen", version=__version__, lifespan=lifespan)
     errors.install(app)
-    for module in (worlds, uploads, events, integrations, system, page):
+    for module in (worlds, uploads, events):  # the public API: a caller, with a key where one is needed
+        app.include_router(module.router, dependencies=[Depends(current_caller)])
+    for module in (integrations, system, page):
         app.include_router(module.router)
     app.mount("/static", PageFiles(directory=STATIC, check_dir=False), name="static")
     app.add_middleware(BodyLimit, limit=settings.max_json_bytes, timeout=settings.body_timeout_seconds)
+    app.add_middleware(BrowserGuard, listen_host=listen_host, allowed_hosts=tuple(settings.allowed_hosts))
     return app
 
 

@@ -21,6 +21,8 @@ class AppState:
     store: JobStore
     storage: ArtifactStore
     backend: str
+    auth_required: bool = False
+    """Every /v1 request needs an API key (api/auth.py decides from WORLDGEN_AUTH and the address)."""
     sagemaker: SageMakerClient | None = None
     """Made on first use by the SageMaker events endpoint (to verify events)."""
 

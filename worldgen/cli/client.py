@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,10 @@ class _Client(httpx.Client):
 
 
 def _client(args: argparse.Namespace) -> _Client:
-    return _Client(base_url=args.server or Settings().server_url, timeout=60)
+    """A client for the server; it sends WORLDGEN_API_KEY as its bearer key when set."""
+    key = os.environ.get("WORLDGEN_API_KEY")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return _Client(base_url=args.server or Settings().server_url, timeout=60, headers=headers)
 
 
 def _check(response: Any) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -15,12 +16,28 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--no-worker", action="store_true", help="only serve the API; workers run elsewhere")
+    serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="allow WORLDGEN_AUTH=off on a non-loopback address (anyone who can reach it can use it)",
+    )
     serve.set_defaults(run=_serve)
 
     worker = commands.add_parser(
         "worker", help="run the configured backend alone: a local worker, or the SageMaker dispatcher"
     )
     worker.set_defaults(run=_worker)
+
+    keys = commands.add_parser("keys", help="API keys: create (shown once), list, revoke")
+    key_actions = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = key_actions.add_parser("create", help="make a key and print it (stored only as a hash)")
+    create.add_argument("name")
+    create.add_argument("--admin", action="store_true", help="sees and manages every world")
+    create.set_defaults(run=_keys_create)
+    key_actions.add_parser("list", help="every key: id, name, prefix, admin, revoked").set_defaults(run=_keys_list)
+    revoke = key_actions.add_parser("revoke", help="revoke a key by id or name")
+    revoke.add_argument("key", help="id or name")
+    revoke.set_defaults(run=_keys_revoke)
 
     container = commands.add_parser("container", help="the container contract (SageMaker Processing)")
     actions = container.add_subparsers(dest="container_command", required=True, metavar="ACTION")
@@ -38,8 +55,17 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from worldgen.api.app import create_app
+    from worldgen.api.auth import is_loopback
+    from worldgen.errors import WorldgenError
 
-    app = create_app(Settings(), run_worker=not args.no_worker)
+    settings = Settings()
+    if settings.auth == "off" and not is_loopback(args.host) and not args.insecure_no_auth:
+        raise WorldgenError(
+            f"WORLDGEN_AUTH=off on {args.host} would let anyone who reaches it use the service; "
+            "create a key (worldgen keys create NAME) or pass --insecure-no-auth",
+            code="configuration",
+        )
+    app = create_app(settings, run_worker=not args.no_worker, listen_host=args.host)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=5)
     return 0
 
@@ -68,3 +94,36 @@ def _container_serve(args: argparse.Namespace) -> int:
     from worldgen.container.serve import serve
 
     return serve(args.inbox)
+
+
+def _key_store():
+    from worldgen.jobs.store import JobStore
+
+    return JobStore.open(Settings().resolved_database_url)
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    from worldgen.jobs.api_keys import create_key
+
+    record, key = create_key(_key_store(), args.name, admin=args.admin)
+    print(key)
+    print(f"key {record.id} ({record.name}{', admin' if record.admin else ''}): shown once; send it as "
+          "'Authorization: Bearer <key>' (the CLI reads WORLDGEN_API_KEY)", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    from worldgen.jobs.api_keys import list_keys
+
+    for key in list_keys(_key_store()):
+        state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+        print(f"{key.id}  {key.prefix}…  {key.name}  {'admin' if key.admin else 'user'}  {state}")
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    from worldgen.jobs.api_keys import revoke_key
+
+    key = revoke_key(_key_store(), args.key)
+    print(f"revoked {key.id} ({key.name})")
+    return 0

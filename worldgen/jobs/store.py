@@ -86,6 +86,8 @@ class Job:
     timings: dict[str, float] = field(default_factory=dict)
     cost: dict[str, Any] | None = None
     """What the world cost (container/cost.py), from its manifest; None without a priced instance."""
+    owner_key_id: str | None = None
+    """The API key that made the world (None: made without a key, e.g. on loopback without auth)."""
     worker_id: str | None = None
     heartbeat_at: datetime | None = None
     deleted_at: datetime | None = None
@@ -161,6 +163,7 @@ class JobStore:
         idempotency_key: str | None = None,
         request_hash: str | None = None,
         max_attempts: int = 2,
+        owner_key_id: str | None = None,
     ) -> tuple[Job, bool]:
         """Insert a queued job; returns (job, created). The request must carry its seed."""
         assert request.seed is not None, "the seed is resolved before a job is stored"
@@ -175,6 +178,7 @@ class JobStore:
             request=request.model_dump(mode="json"), seed=request.seed, created_at=now, updated_at=now,
             backend=backend, attempt=0, max_attempts=max_attempts, idempotency_key=idempotency_key,
             request_hash=digest, warnings=[], artifacts=[], timings={}, artifacts_removed=False, version=1,
+            owner_key_id=owner_key_id,
         )  # fmt: skip
         try:
             with self._session() as session:
@@ -206,10 +210,18 @@ class JobStore:
             return Job.from_row(row)
 
     def list(
-        self, *, status: Sequence[JobStatus] | None = None, limit: int = 20, cursor: str | None = None
+        self,
+        *,
+        status: Sequence[JobStatus] | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+        owner_key_id: str | None = None,
     ) -> tuple[list[Job], str | None]:
-        """Newest first, excluding deleted jobs; returns (page, cursor of the next page or None)."""
+        """Newest first, excluding deleted jobs (only `owner_key_id`'s if given); returns (page,
+        cursor of the next page or None)."""
         query = select(JobRow).where(JobRow.deleted_at.is_(None))
+        if owner_key_id is not None:
+            query = query.where(JobRow.owner_key_id == owner_key_id)
         if status:
             query = query.where(JobRow.status.in_([s.value for s in status]))
         if cursor:

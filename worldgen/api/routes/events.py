@@ -12,6 +12,7 @@ import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
+from worldgen.api.auth import Caller, current_caller
 from worldgen.api.routes.worlds import live_job
 from worldgen.api.schemas import JobOut
 from worldgen.api.state import AppState, app_state
@@ -36,8 +37,10 @@ def _stream(generator: AsyncIterator[str]) -> StreamingResponse:
 
 
 @router.get("/v1/worlds/{world_id}/events")
-def world_events(world_id: str, request: Request, state: AppState = Depends(app_state)) -> StreamingResponse:
-    first = live_job(state, world_id)
+def world_events(
+    world_id: str, request: Request, state: AppState = Depends(app_state), caller: Caller = Depends(current_caller)
+) -> StreamingResponse:
+    first = live_job(state, world_id, caller)
 
     async def generate() -> AsyncIterator[str]:
         job, sent_version, last_sent = first, 0, time.monotonic()
@@ -60,7 +63,9 @@ def world_events(world_id: str, request: Request, state: AppState = Depends(app_
 
 
 @router.get("/v1/events")
-def all_events(request: Request, state: AppState = Depends(app_state)) -> StreamingResponse:
+def all_events(
+    request: Request, state: AppState = Depends(app_state), caller: Caller = Depends(current_caller)
+) -> StreamingResponse:
     async def generate() -> AsyncIterator[str]:
         since = utcnow()
         seen: dict[str, int] = {}
@@ -69,6 +74,8 @@ def all_events(request: Request, state: AppState = Depends(app_state)) -> Stream
         while not await request.is_disconnected():
             changed = await anyio.to_thread.run_sync(state.store.changed_since, since - LOOKBACK)
             for job in changed:
+                if not caller.owns(job):
+                    continue
                 if seen.get(job.id, 0) < job.version:
                     seen[job.id] = job.version
                     yield _event(job)

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
 
+from worldgen.api.auth import Caller, current_caller
 from worldgen.api.errors import ApiError
 from worldgen.api.schemas import ArtifactList, ArtifactOut, JobList, JobOut
 from worldgen.api.state import AppState, app_state
@@ -21,9 +22,11 @@ from worldgen.storage.base import InvalidKey, validate_key
 router = APIRouter(prefix="/v1/worlds", tags=["worlds"])
 
 
-def live_job(state: AppState, world_id: str) -> Job:
-    """The job, or 404 if unknown and 410 if deleted."""
+def live_job(state: AppState, world_id: str, caller: Caller) -> Job:
+    """The job, or 404 if unknown or another key's, and 410 if deleted."""
     job = state.store.get(world_id)
+    if not caller.owns(job):
+        raise JobNotFound(world_id)
     if job.deleted_at is not None:
         raise ApiError(410, "gone", f"world {world_id} was deleted", {"deleted_at": job.deleted_at.isoformat()})
     return job
@@ -36,7 +39,7 @@ def _invalid(field: str, problem: str) -> ApiError:
     return ApiError(422, "invalid_request", problem, {"fields": [{"field": field, "message": problem}]})
 
 
-def check_inputs(state: AppState, request: WorldRequest) -> WorldRequest:
+def check_inputs(state: AppState, request: WorldRequest, caller: Caller) -> WorldRequest:
     """Uploads and source worlds a request refers to must exist and fit; boxes must lie inside the
     panorama they are drawn on. Returns the request with the source world's seed filled in."""
     for field, kind in _UPLOAD_KINDS.items():
@@ -54,7 +57,7 @@ def check_inputs(state: AppState, request: WorldRequest) -> WorldRequest:
         assert upload is not None and upload.width and upload.height
         size = (upload.width, upload.height)
     if request.source_world_id:
-        source = source_world(state, request.source_world_id)
+        source = source_world(state, request.source_world_id, caller)
         size = panorama_size(state, source)
         if request.seed is None:
             request = request.with_seed(source.seed)
@@ -67,9 +70,11 @@ def check_inputs(state: AppState, request: WorldRequest) -> WorldRequest:
     return request
 
 
-def source_world(state: AppState, world_id: str) -> Job:
+def source_world(state: AppState, world_id: str, caller: Caller) -> Job:
     try:
         job = state.store.get(world_id)
+        if not caller.owns(job):
+            raise JobNotFound(world_id)
     except JobNotFound:
         raise _invalid("source_world_id", f"no world with id {world_id!r}") from None
     if job.deleted or job.artifacts_removed:
@@ -95,9 +100,12 @@ def submit(
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
     state: AppState = Depends(app_state),
+    caller: Caller = Depends(current_caller),
 ) -> JobOut:
     fingerprint = request.fingerprint()  # of the body as sent: a seedless retry replays the same job
-    request = check_inputs(state, request)
+    request = check_inputs(state, request, caller)
+    if idempotency_key is not None and caller.key_id is not None:
+        idempotency_key = f"{caller.key_id}:{idempotency_key}"  # keys are per API key
     resolved = request if request.seed is not None else request.with_seed(secrets.randbelow(2**32))
     job, created = state.store.create(
         resolved,
@@ -105,6 +113,7 @@ def submit(
         idempotency_key=idempotency_key,
         request_hash=fingerprint,
         max_attempts=state.settings.max_attempts,
+        owner_key_id=caller.key_id,
     )
     if not created and job.deleted:
         raise ApiError(410, "gone", f"the world made with this Idempotency-Key ({job.id}) was deleted; use a new key",
@@ -121,9 +130,11 @@ def list_worlds(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: str | None = None,
     state: AppState = Depends(app_state),
+    caller: Caller = Depends(current_caller),
 ) -> JobList:
+    owner = None if caller.sees_all else caller.key_id
     try:
-        jobs, next_cursor = state.store.list(status=status, limit=limit, cursor=cursor)
+        jobs, next_cursor = state.store.list(status=status, limit=limit, cursor=cursor, owner_key_id=owner)
     except ValueError as exc:
         raise ApiError(
             422, "invalid_request", str(exc), {"fields": [{"field": "cursor", "message": str(exc)}]}
@@ -132,20 +143,24 @@ def list_worlds(
 
 
 @router.get("/{world_id}", response_model=JobOut)
-def get_world(world_id: str, state: AppState = Depends(app_state)) -> JobOut:
-    return JobOut.of(live_job(state, world_id))
+def get_world(world_id: str, state: AppState = Depends(app_state), caller: Caller = Depends(current_caller)) -> JobOut:
+    return JobOut.of(live_job(state, world_id, caller))
 
 
 @router.post("/{world_id}/cancel", response_model=JobOut)
-def cancel_world(world_id: str, state: AppState = Depends(app_state)) -> JobOut:
-    live_job(state, world_id)
+def cancel_world(
+    world_id: str, state: AppState = Depends(app_state), caller: Caller = Depends(current_caller)
+) -> JobOut:
+    live_job(state, world_id, caller)
     return JobOut.of(lifecycle.cancel(state.store, world_id))
 
 
 @router.delete("/{world_id}", response_model=JobOut)
-def delete_world(world_id: str, state: AppState = Depends(app_state)) -> JobOut:
+def delete_world(
+    world_id: str, state: AppState = Depends(app_state), caller: Caller = Depends(current_caller)
+) -> JobOut:
     """Cancel if needed, remove the artifacts, keep a tombstone (the id then answers 410)."""
-    job = live_job(state, world_id)
+    job = live_job(state, world_id, caller)
     if not job.status.terminal:
         job = lifecycle.cancel(state.store, world_id)
     job = state.store.mark_deleted(world_id)
@@ -156,8 +171,10 @@ def delete_world(world_id: str, state: AppState = Depends(app_state)) -> JobOut:
 
 
 @router.get("/{world_id}/artifacts", response_model=ArtifactList)
-def list_artifacts(world_id: str, state: AppState = Depends(app_state)) -> ArtifactList:
-    job = live_job(state, world_id)
+def list_artifacts(
+    world_id: str, state: AppState = Depends(app_state), caller: Caller = Depends(current_caller)
+) -> ArtifactList:
+    job = live_job(state, world_id, caller)
     if job.artifacts_removed:
         raise ApiError(410, "gone", f"the artifacts of world {world_id} were removed (retention)")
     items = [
@@ -167,8 +184,10 @@ def list_artifacts(world_id: str, state: AppState = Depends(app_state)) -> Artif
 
 
 @router.get("/{world_id}/artifacts/{name:path}", response_model=None)
-def get_artifact(world_id: str, name: str, state: AppState = Depends(app_state)) -> Response:
-    job = live_job(state, world_id)
+def get_artifact(
+    world_id: str, name: str, state: AppState = Depends(app_state), caller: Caller = Depends(current_caller)
+) -> Response:
+    job = live_job(state, world_id, caller)
     if job.artifacts_removed:
         raise ApiError(410, "gone", f"the artifacts of world {world_id} were removed (retention)")
     try:
