@@ -173,3 +173,24 @@ def test_serve_refuses_no_auth_off_loopback(tmp_path: Path) -> None:
     env = {**os.environ, "WORLDGEN_DATA_DIR": str(tmp_path / "data"), "WORLDGEN_AUTH": "off"}
     result = _cli("serve", "--host", "0.0.0.0", "--port", "1", "--no-worker", env=env)
     assert result.returncode == 2 and "--insecure-no-auth" in result.stderr
+
+
+def test_per_key_limits_answer_429_with_retry_after(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", key_requests_per_second=2, key_active_worlds=2)
+    with TestClient(create_app(settings, run_worker=False, listen_host="0.0.0.0")) as remote:
+        store = remote.app.state.worldgen.store
+        _, alice = create_key(store, "alice")
+        _, bob = create_key(store, "bob")
+        made = [remote.post("/v1/worlds", json={**WORLD, "seed": i}, headers=bearer(alice)) for i in range(2)]
+        assert [r.status_code for r in made] == [202, 202]
+        third = remote.post("/v1/worlds", json={**WORLD, "seed": 9}, headers=bearer(alice))
+        error = assert_error(third, 429, "rate_limited")
+        assert "2 worlds queued or running" in error["message"] and third.headers["Retry-After"] == "30"
+        assert remote.post("/v1/worlds", json=WORLD, headers=bearer(bob)).status_code == 202  # per key
+        remote.post(f"/v1/worlds/{made[0].json()['id']}/cancel", headers=bearer(alice))
+        time.sleep(1.0)  # the bucket refills
+        assert remote.post("/v1/worlds", json={**WORLD, "seed": 9}, headers=bearer(alice)).status_code == 202
+        statuses = [remote.get("/v1/worlds", headers=bearer(alice)).status_code for _ in range(10)]
+        assert 429 in statuses and statuses[0] == 200  # a burst of 2 × 2 per second, then 429
+        limited = remote.get("/v1/worlds", headers=bearer(alice))
+        assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1

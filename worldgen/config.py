@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     allowed_hosts: list[str] = Field(
         default_factory=list, description="Host names the API answers to (JSON list; loopback names when on loopback)."
     )
+    key_requests_per_second: float = Field(
+        20.0, gt=0, description="Requests per second per API key (bursts of twice that); 429 beyond."
+    )
+    key_active_worlds: int = Field(4, ge=1, description="Worlds one API key may have queued or running; 429 beyond.")
     max_json_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body other than an upload (413).")
     body_timeout_seconds: float = Field(30.0, gt=0, description="A request body silent this long mid-way gets 408.")
     upload_max_bytes: int = Field(20 * 1024 * 1024, description="Largest PNG/JPEG upload.")

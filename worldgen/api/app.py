@@ -17,6 +17,7 @@ from worldgen import __version__
 from worldgen.api import errors
 from worldgen.api.auth import BrowserGuard, auth_required, current_caller
 from worldgen.api.body_limit import BodyLimit
+from worldgen.api.rate_limits import RateLimits
 from worldgen.api.routes import events, integrations, page, system, uploads, worlds
 from worldgen.api.state import AppState
 from worldgen.config import Settings, open_storage
@@ -37,8 +38,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True, lis
         store = JobStore.open(settings.resolved_database_url)
         storage = open_storage(settings.resolved_storage_url)
         app.state.worldgen = AppState(
-            settings=settings, store=store, storage=storage, backend=settings.backend, auth_required=needs_key
-        )
+            settings=settings, store=store, storage=storage, backend=settings.backend, auth_required=needs_key,
+            rate_limits=RateLimits(settings.key_requests_per_second),
+        )  # fmt: skip
         stop = threading.Event()
         thread = None
         if run_worker:

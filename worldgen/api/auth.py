@@ -16,6 +16,7 @@ must be a loopback name, so DNS rebinding cannot reach it.
 from __future__ import annotations
 
 import ipaddress
+import math
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -66,6 +67,11 @@ class Caller:
         return self.sees_all or job.owner_key_id == self.key_id
 
 
+def too_many(message: str, retry_after: float) -> ApiError:
+    seconds = max(1, math.ceil(retry_after))
+    return ApiError(429, "rate_limited", message, {"retry_after": seconds}, headers={"Retry-After": str(seconds)})
+
+
 def current_caller(request: Request, state: AppState = Depends(app_state)) -> Caller:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -75,6 +81,9 @@ def current_caller(request: Request, state: AppState = Depends(app_state)) -> Ca
         key = key_for(state.store, token.strip())
         if key is None:
             raise _unauthorized("unknown or revoked API key")
+        wait = state.rate_limits.wait_seconds(key.id)
+        if wait > 0:
+            raise too_many(f"more than {state.rate_limits.rate:g} requests per second with this key", wait)
         return Caller(key)
     if state.auth_required:
         raise _unauthorized("this server needs an API key: send 'Authorization: Bearer <key>' (worldgen keys create)")

@@ -16,9 +16,12 @@ from worldgen.request import error_field, error_message
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.details = status, code, message, details
+        self.headers = headers or {}
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -37,7 +40,9 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _respond(exc.status, exc.code, exc.message, exc.details)
+        response = _respond(exc.status, exc.code, exc.message, exc.details)
+        response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

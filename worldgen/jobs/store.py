@@ -195,6 +195,18 @@ class JobStore:
             raise IdempotencyConflict(key, existing.id)
         return existing
 
+    def is_idempotency_key(self, key: str | None) -> bool:
+        """Whether a world was already made with this key (its replay is not a new world)."""
+        return key is not None and self._by_idempotency_key(key) is not None
+
+    def active_count(self, owner_key_id: str) -> int:
+        """Worlds of this API key that are queued or running."""
+        active = [s.value for s in JobStatus if not s.terminal]
+        query = select(func.count()).where(JobRow.owner_key_id == owner_key_id, JobRow.status.in_(active),
+                                           JobRow.deleted_at.is_(None))  # fmt: skip
+        with self._session() as session:
+            return int(session.scalar(query) or 0)
+
     def _by_idempotency_key(self, key: str) -> Job | None:
         with self._session() as session:
             row = session.scalar(select(JobRow).where(JobRow.idempotency_key == key))

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
 
-from worldgen.api.auth import Caller, current_caller
+from worldgen.api.auth import Caller, current_caller, too_many
 from worldgen.api.errors import ApiError
 from worldgen.api.schemas import ArtifactList, ArtifactOut, JobList, JobOut
 from worldgen.api.state import AppState, app_state
@@ -106,6 +106,11 @@ def submit(
     request = check_inputs(state, request, caller)
     if idempotency_key is not None and caller.key_id is not None:
         idempotency_key = f"{caller.key_id}:{idempotency_key}"  # keys are per API key
+    if caller.key_id is not None and not state.store.is_idempotency_key(idempotency_key):
+        active = state.store.active_count(caller.key_id)
+        if active >= state.settings.key_active_worlds:
+            raise too_many(f"this key has {active} worlds queued or running (at most "
+                           f"{state.settings.key_active_worlds}); wait for one to end", 30)  # fmt: skip
     resolved = request if request.seed is not None else request.with_seed(secrets.randbelow(2**32))
     job, created = state.store.create(
         resolved,
