@@ -180,7 +180,8 @@ def test_artifacts(client: TestClient) -> None:
     entry = {"name": "manifest.json", "size": info.size, "sha256": info.sha256, "content_type": "application/json"}
     store.transition(job, JobStatus.SUCCEEDED, artifacts=[entry])
     listing = client.get(f"/v1/worlds/{job}/artifacts").json()["items"]
-    assert listing == [{**entry, "url": f"/v1/worlds/{job}/artifacts/manifest.json"}]
+    url = f"/v1/worlds/{job}/artifacts/manifest.json"
+    assert listing == [{**entry, "url": url, "download_url": None, "expires_at": None}]  # local: no presigning
     download = client.get(f"/v1/worlds/{job}/artifacts/manifest.json")
     assert download.status_code == 200 and download.headers["x-checksum-sha256"] == info.sha256
     assert_error(client.get(f"/v1/worlds/{job}/artifacts/world.glb"), 404)

@@ -175,3 +175,21 @@ def test_the_body_timeout_does_not_cut_an_event_stream(live_server: str) -> None
                 break
     assert stream.status_code == 200
     assert any('"status":"canceled"' in line for line in lines), lines
+
+
+# ---- preview, then refine (issue 16) -----------------------------------------------------------------
+
+
+def test_queued_worlds_show_their_place_in_the_queue(client: TestClient) -> None:  # noqa: F811
+    worlds = [submit(client, seed=i).json() for i in range(3)]
+    assert [w["queue_position"] for w in worlds] == [1, 2, 3]
+    assert client.get(f"/v1/worlds/{worlds[2]['id']}").json()["queue_position"] == 3
+    client.post(f"/v1/worlds/{worlds[0]['id']}/cancel")
+    assert client.get(f"/v1/worlds/{worlds[2]['id']}").json()["queue_position"] == 2
+    assert client.get(f"/v1/worlds/{worlds[0]['id']}").json()["queue_position"] is None  # not queued
+    assert worlds[0]["links"]["thumbnail"] is None  # no preview.jpg yet
+
+
+def test_a_preview_request_cannot_have_a_panorama_already(client: TestClient) -> None:  # noqa: F811
+    error = assert_error(submit(client, stage="panorama", source_world_id="0" * 32), 422, "invalid_request")
+    assert "stage" in json.dumps(error)

@@ -218,6 +218,7 @@ def test_submit_run_complete_and_download(service, tmp_path: Path) -> None:
     artifacts = client.get(f"/v1/worlds/{job['id']}/artifacts").json()["items"]
     assert {"world.glb", "mesh_layer0.ply", "manifest.json", "panorama.png"} <= {a["name"] for a in artifacts}
     for artifact in artifacts:
+        assert artifact["download_url"].startswith("http") and artifact["expires_at"]  # presigned, with its expiry
         redirect = client.get(artifact["url"], follow_redirects=False)
         assert redirect.status_code == 307
         body = httpx.get(redirect.headers["location"]).content

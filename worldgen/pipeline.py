@@ -32,7 +32,7 @@ from worldgen.request import WorldRequest
 from worldgen.stages.compose import compose_layers
 from worldgen.stages.depth import MODEL as DEPTH_MODEL
 from worldgen.stages.depth import estimate_depth
-from worldgen.stages.export import export_world
+from worldgen.stages.export import export_panorama, export_world
 from worldgen.stages.image_to_panorama import PREFETCH as IMAGE_PANORAMA_MODELS
 from worldgen.stages.image_to_panorama import image_to_panorama
 from worldgen.stages.layers import LayerRequest, decompose, models_for
@@ -124,8 +124,8 @@ def models_ahead(request: WorldRequest, until: str = "world") -> list[str]:
 
 def models_needed(request: WorldRequest) -> list[str]:
     """Every model the job loads, in the order it first needs them (what a container streams)."""
-    models = models_ahead(request)
-    if request.layered or not request.distance_upload_id:
+    models = models_ahead(request, request.stage)
+    if request.stage == "world" and (request.layered or not request.distance_upload_id):
         models.append(DEPTH_MODEL)
     return list(dict.fromkeys(models))
 
@@ -148,11 +148,12 @@ def generate_world(
     out_dir: Path,
     progress: Progress,
     inputs: WorldInputs | None = None,
-    until: str = "world",
+    until: str | None = None,
 ) -> dict[str, Any]:
-    """Run every stage the request needs (`until="panorama"` stops after the panorama); write
-    outputs and manifest.json into `out_dir`."""
+    """Run every stage the request needs (`until="panorama"`, by default the request's `stage`,
+    stops after the panorama); write outputs and manifest.json into `out_dir`."""
     assert request.seed is not None, "the seed is resolved before the pipeline runs"
+    until = until or request.stage
     try:
         return _generate(request, runtime, out_dir, progress, inputs, until)
     finally:
@@ -192,7 +193,7 @@ def _generate(
     meshes: list[Mesh] = []
     if until == "panorama":
         with plan.timed(Stage.EXPORT):
-            Image.fromarray(panorama).save(out_dir / "panorama.png")
+            export_panorama(out_dir, panorama)
     else:
         meshes = _world(request, runtime, out_dir, staged, inputs, plan, panorama)
     return _write_manifest(request, runtime, out_dir, progress, plan, started, panorama_settings, meshes)

@@ -10,7 +10,7 @@ import json
 import math
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -116,6 +116,11 @@ class WorldRequest(BaseModel):
     objects_fg2: list[BoxedObject] = Field(default_factory=list, max_length=MAX_OBJECTS)
     source_world_id: str | None = Field(None, description="Re-layer this finished world's panorama (and seed).")
     inpaint_seed: int = Field(25, ge=0, lt=SEED_LIMIT, description="Seed of the inpainting passes.")
+    stage: Literal["panorama", "world"] = Field(
+        "world",
+        description="panorama: stop after the panorama (a quick preview); then build the world from it with "
+        "source_world_id, without generating it again.",
+    )
 
     @model_validator(mode="after")
     def _inputs_consistent(self) -> WorldRequest:
@@ -140,6 +145,11 @@ class WorldRequest(BaseModel):
             raise PydanticCustomError(
                 "conflict", "distance_upload_id needs the panorama_upload_id it belongs to",
                 {"field": "distance_upload_id"},
+            )  # fmt: skip
+        if self.stage == "panorama" and (self.panorama_upload_id or self.source_world_id):
+            raise PydanticCustomError(
+                "conflict", "stage 'panorama' previews a generated panorama; this request already has one",
+                {"field": "stage"},
             )  # fmt: skip
         return self
 

@@ -19,6 +19,8 @@ class JobLinks(BaseModel):
     self: str
     artifacts: str
     events: str
+    thumbnail: str | None = None
+    """preview.jpg (1024×512), once the world has it."""
 
 
 class WorldCost(BaseModel):
@@ -56,10 +58,12 @@ class JobOut(BaseModel):
     deleted: bool
     timings_s: dict[str, float]
     cost: WorldCost | None
+    queue_position: int | None = None
+    """1 for the next world to start (queued worlds only; in GET /v1/worlds/{id} and on submit)."""
     links: JobLinks
 
     @classmethod
-    def of(cls, job: Job) -> JobOut:
+    def of(cls, job: Job, queue_position: int | None = None) -> JobOut:
         base = f"/v1/worlds/{job.id}"
         error = ErrorInfo(code=job.error_code, message=job.error_message or "") if job.error_code else None
         return cls(
@@ -69,7 +73,12 @@ class JobOut(BaseModel):
             created_at=job.created_at, updated_at=job.updated_at,
             started_at=job.started_at, finished_at=job.finished_at, deleted=job.deleted, timings_s=job.timings,
             cost=WorldCost.model_validate(job.cost) if job.cost else None,
-            links=JobLinks(self=base, artifacts=f"{base}/artifacts", events=f"{base}/events"),
+            links=JobLinks(
+                self=base, artifacts=f"{base}/artifacts", events=f"{base}/events",
+                thumbnail=f"{base}/artifacts/preview.jpg" if any(a["name"] == "preview.jpg" for a in job.artifacts)
+                else None,
+            ),
+            queue_position=queue_position,
         )  # fmt: skip
 
 
@@ -84,6 +93,10 @@ class ArtifactOut(BaseModel):
     sha256: str
     content_type: str
     url: str
+    """This API's URL for the file (redirects to storage, or serves it)."""
+    download_url: str | None = None
+    """A presigned storage URL (S3), valid until `expires_at`; None for local storage."""
+    expires_at: datetime | None = None
 
 
 class ArtifactList(BaseModel):

@@ -199,6 +199,17 @@ class JobStore:
         """Whether a world was already made with this key (its replay is not a new world)."""
         return key is not None and self._by_idempotency_key(key) is not None
 
+    def queue_position(self, job: Job) -> int | None:
+        """1 + the queued worlds of its backend that start before it; None unless it is queued."""
+        if job.status is not JobStatus.QUEUED:
+            return None
+        ahead = select(func.count()).where(
+            JobRow.status == JobStatus.QUEUED.value, JobRow.backend == job.backend, JobRow.deleted_at.is_(None),
+            or_(JobRow.created_at < job.created_at, and_(JobRow.created_at == job.created_at, JobRow.id < job.id)),
+        )  # fmt: skip
+        with self._session() as session:
+            return int(session.scalar(ahead) or 0) + 1
+
     def active_count(self, owner_key_id: str) -> int:
         """Worlds of this API key that are queued or running."""
         active = [s.value for s in JobStatus if not s.terminal]

@@ -33,12 +33,9 @@ def export_world(
     distance: np.ndarray,
     progress: Progress,
 ) -> list[Path]:
-    written: list[Path] = []
-    Image.fromarray(panorama).save(out_dir / "panorama.png")
+    written = export_panorama(out_dir, panorama)
     np.save(out_dir / "distance.npy", distance.astype(np.float16))
-    preview = cv2.resize(panorama, (PREVIEW_JPEG_WIDTH, PREVIEW_JPEG_WIDTH // 2), interpolation=cv2.INTER_AREA)
-    Image.fromarray(preview).save(out_dir / "preview.jpg", quality=88)
-    written += [out_dir / "panorama.png", out_dir / "distance.npy", out_dir / "preview.jpg"]
+    written.append(out_dir / "distance.npy")
     drafts: list[Future[Path]] = []
     with ThreadPoolExecutor(max_workers=draco_workers(len(meshes))) as pool:
         for index, mesh in enumerate(meshes):
@@ -68,3 +65,11 @@ def draco_workers(layers: int, cores: int | None = None) -> int:
     """Encoders at once: one per layer, at most one per core (each ≈ 1.7 GiB RSS for a full layer)."""
     cores = cores if cores is not None else len(os.sched_getaffinity(0))
     return max(1, min(layers, cores))
+
+
+def export_panorama(out_dir: Path, panorama: np.ndarray) -> list[Path]:
+    """panorama.png and its 1024×512 preview.jpg (the world's thumbnail; all a preview job writes)."""
+    Image.fromarray(panorama).save(out_dir / "panorama.png")
+    preview = cv2.resize(panorama, (PREVIEW_JPEG_WIDTH, PREVIEW_JPEG_WIDTH // 2), interpolation=cv2.INTER_AREA)
+    Image.fromarray(preview).save(out_dir / "preview.jpg", quality=88)
+    return [out_dir / "panorama.png", out_dir / "preview.jpg"]

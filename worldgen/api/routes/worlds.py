@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response
@@ -14,7 +15,7 @@ from worldgen.api.schemas import ArtifactList, ArtifactOut, JobList, JobOut
 from worldgen.api.state import AppState, app_state
 from worldgen.jobs import lifecycle
 from worldgen.jobs.state import JobStatus
-from worldgen.jobs.store import Job, JobNotFound
+from worldgen.jobs.store import Job, JobNotFound, utcnow
 from worldgen.request import WorldRequest
 from worldgen.storage import keys
 from worldgen.storage.base import InvalidKey, validate_key
@@ -126,7 +127,7 @@ def submit(
     response.headers["Location"] = f"/v1/worlds/{job.id}"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
-    return JobOut.of(job)
+    return JobOut.of(job, state.store.queue_position(job))
 
 
 @router.get("", response_model=JobList)
@@ -149,7 +150,8 @@ def list_worlds(
 
 @router.get("/{world_id}", response_model=JobOut)
 def get_world(world_id: str, state: AppState = Depends(app_state), caller: Caller = Depends(current_caller)) -> JobOut:
-    return JobOut.of(live_job(state, world_id, caller))
+    job = live_job(state, world_id, caller)
+    return JobOut.of(job, state.store.queue_position(job))
 
 
 @router.post("/{world_id}/cancel", response_model=JobOut)
@@ -182,9 +184,19 @@ def list_artifacts(
     job = live_job(state, world_id, caller)
     if job.artifacts_removed:
         raise ApiError(410, "gone", f"the artifacts of world {world_id} were removed (retention)")
-    items = [
-        ArtifactOut(**artifact, url=f"/v1/worlds/{world_id}/artifacts/{artifact['name']}") for artifact in job.artifacts
-    ]
+    seconds = state.settings.download_url_seconds
+    expires_at = utcnow() + timedelta(seconds=seconds)
+    items = []
+    for artifact in job.artifacts:
+        presigned = state.storage.download_url(keys.world_file(world_id, artifact["name"]), seconds)
+        items.append(
+            ArtifactOut(
+                **artifact,
+                url=f"/v1/worlds/{world_id}/artifacts/{artifact['name']}",
+                download_url=presigned,
+                expires_at=expires_at if presigned else None,
+            )
+        )
     return ArtifactList(world_id=world_id, items=items)
 
 

@@ -1,0 +1,49 @@
+"""Preview, then refine, through the real worker on tiny models: a `stage: panorama` world stops
+after its panorama (with the thumbnail linked), and a world built from it with `source_world_id`
+does not generate the panorama again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from worldgen.api.app import create_app
+from worldgen.backends.local import LocalWorker, WorkerConfig
+from worldgen.config import Settings
+
+
+@pytest.fixture
+def service(tmp_path: Path, tiny_models: Path) -> Iterator[tuple[TestClient, LocalWorker]]:
+    settings = Settings(data_dir=tmp_path / "data", models_dir=tiny_models)
+    with TestClient(create_app(settings, run_worker=False)) as client:
+        state = client.app.state.worldgen
+        config = WorkerConfig(work_dir=tmp_path / "work", models_dir=tiny_models, poll_interval=0.1, mode="process")
+        yield client, LocalWorker(state.store, state.storage, config)
+
+
+def test_preview_then_refine(service) -> None:
+    client, worker = service
+    body = {"prompt": "a harbour at dusk", "seed": 4, "height": 64, "steps": 2}
+    preview = client.post("/v1/worlds", json={**body, "stage": "panorama"}).json()
+    assert worker.run_once()
+    done = client.get(f"/v1/worlds/{preview['id']}").json()
+    assert done["status"] == "succeeded", done
+    names = {a["name"] for a in client.get(f"/v1/worlds/{preview['id']}/artifacts").json()["items"]}
+    assert {"panorama.png", "preview.jpg", "manifest.json"} == names  # no depth, no meshes
+    assert done["links"]["thumbnail"] == f"/v1/worlds/{preview['id']}/artifacts/preview.jpg"
+    assert client.get(done["links"]["thumbnail"]).headers["content-type"] == "image/jpeg"
+    assert "depth" not in done["timings_s"] and "panorama" in done["timings_s"]
+
+    refined = client.post("/v1/worlds", json={"source_world_id": preview["id"], "layered": False, "height": 64}).json()
+    assert refined["seed"] == 4  # the source world's seed
+    assert worker.run_once()
+    world = client.get(f"/v1/worlds/{refined['id']}").json()
+    assert world["status"] == "succeeded", world
+    assert "panorama" not in world["timings_s"] and "depth" in world["timings_s"]  # not generated again
+    names = {a["name"] for a in client.get(f"/v1/worlds/{refined['id']}/artifacts").json()["items"]}
+    assert {"world.glb", "mesh_layer0.ply", "panorama.png"} <= names
+    panorama = [client.get(f"/v1/worlds/{w}/artifacts/panorama.png").content for w in (preview["id"], refined["id"])]
+    assert panorama[0] == panorama[1]
