@@ -50,6 +50,12 @@ class Settings(BaseSettings):
         20.0, gt=0, description="Requests per second per API key (bursts of twice that); 429 beyond."
     )
     key_active_worlds: int = Field(4, ge=1, description="Worlds one API key may have queued or running; 429 beyond.")
+    webhook_secret: str | None = Field(
+        None, description="Signing secret of webhooks, whsec_<base64> (Standard Webhooks); webhooks need it."
+    )
+    webhook_allow_private: bool = Field(False, description="Allow webhook targets in loopback/private ranges.")
+    webhook_retry_hours: float = Field(24.0, gt=0, description="How long a failing webhook is retried.")
+    webhook_backoff_seconds: float = Field(5.0, gt=0, description="First retry delay (doubling, at most 1 h).")
     max_json_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body other than an upload (413).")
     body_timeout_seconds: float = Field(30.0, gt=0, description="A request body silent this long mid-way gets 408.")
     upload_max_bytes: int = Field(20 * 1024 * 1024, description="Largest PNG/JPEG upload.")

@@ -116,6 +116,11 @@ class WorldRequest(BaseModel):
     objects_fg2: list[BoxedObject] = Field(default_factory=list, max_length=MAX_OBJECTS)
     source_world_id: str | None = Field(None, description="Re-layer this finished world's panorama (and seed).")
     inpaint_seed: int = Field(25, ge=0, lt=SEED_LIMIT, description="Seed of the inpainting passes.")
+    webhook_url: str | None = Field(
+        None,
+        max_length=2000,
+        description="POSTed a signed event (Standard Webhooks) at every status change of the world.",
+    )
     stage: Literal["panorama", "world"] = Field(
         "world",
         description="panorama: stop after the panorama (a quick preview); then build the world from it with "

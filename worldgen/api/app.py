@@ -18,8 +18,9 @@ from worldgen.api import errors
 from worldgen.api.auth import BrowserGuard, auth_required, current_caller
 from worldgen.api.body_limit import BodyLimit
 from worldgen.api.rate_limits import RateLimits
-from worldgen.api.routes import events, integrations, page, system, uploads, worlds
+from worldgen.api.routes import events, integrations, page, system, uploads, webhooks, worlds
 from worldgen.api.state import AppState
+from worldgen.api.webhooks import WebhookSender
 from worldgen.config import Settings, open_storage
 from worldgen.jobs.store import JobStore
 from worldgen.web import STATIC
@@ -47,17 +48,21 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True, lis
             from worldgen.backends.runner import start_backend
 
             thread = start_backend(settings, store, storage, stop)
+        sender = threading.Thread(target=WebhookSender(store, settings).run, args=(stop,), name="worldgen-webhooks",
+                                  daemon=True)  # fmt: skip
+        sender.start()
         try:
             yield
         finally:
             stop.set()
             if thread is not None:
                 thread.join(timeout=settings.cancel_grace_seconds + 10)
+            sender.join(timeout=15)
             store.close()
 
     app = FastAPI(title="worldgen", version=__version__, lifespan=lifespan)
     errors.install(app)
-    for module in (worlds, uploads, events):  # the public API: a caller, with a key where one is needed
+    for module in (worlds, webhooks, uploads, events):  # the public API: a caller, with a key where one is needed
         app.include_router(module.router, dependencies=[Depends(current_caller)])
     for module in (integrations, system, page):
         app.include_router(module.router)

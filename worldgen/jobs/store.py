@@ -23,6 +23,7 @@ from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from worldgen.jobs import webhooks
 from worldgen.jobs.db import make_engine, migrate
 from worldgen.jobs.state import TERMINAL, IllegalTransition, JobStatus, check_transition
 from worldgen.jobs.tables import JobRow, UploadRow
@@ -183,6 +184,8 @@ class JobStore:
         try:
             with self._session() as session:
                 session.add(row)
+                session.flush()
+                webhooks.enqueue(session, Job.from_row(row), now)
         except IntegrityError:
             existing = self._by_idempotency_key(idempotency_key) if idempotency_key else None
             if existing is None:
@@ -301,6 +304,11 @@ class JobStore:
                     .values(**values)
                     .execution_options(synchronize_session=False)
                 )
+                if getattr(result, "rowcount", 0) == 1 and "status" in values and values["status"] != current.status:
+                    row = session.execute(
+                        select(JobRow).where(JobRow.id == job_id).execution_options(populate_existing=True)
+                    ).scalar_one()
+                    webhooks.enqueue(session, Job.from_row(row), now)  # in the same transaction as the change
             if getattr(result, "rowcount", 0) == 1:  # an UPDATE's CursorResult
                 return self.get(job_id)
         raise RuntimeError(f"job {job_id}: too much contention updating it")

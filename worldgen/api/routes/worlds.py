@@ -71,6 +71,16 @@ def check_inputs(state: AppState, request: WorldRequest, caller: Caller) -> Worl
     return request
 
 
+def check_webhook(state: AppState, url: str) -> None:
+    from worldgen.api.webhooks import target_problem
+
+    if state.settings.webhook_secret is None:
+        raise _invalid("webhook_url", "this server sends no webhooks (WORLDGEN_WEBHOOK_SECRET is not set)")
+    problem = target_problem(url, state.settings.webhook_allow_private)
+    if problem is not None:
+        raise _invalid("webhook_url", problem)
+
+
 def source_world(state: AppState, world_id: str, caller: Caller) -> Job:
     try:
         job = state.store.get(world_id)
@@ -105,6 +115,8 @@ def submit(
 ) -> JobOut:
     fingerprint = request.fingerprint()  # of the body as sent: a seedless retry replays the same job
     request = check_inputs(state, request, caller)
+    if request.webhook_url is not None:
+        check_webhook(state, request.webhook_url)
     if idempotency_key is not None and caller.key_id is not None:
         idempotency_key = f"{caller.key_id}:{idempotency_key}"  # keys are per API key
     if caller.key_id is not None and not state.store.is_idempotency_key(idempotency_key):
