@@ -30,7 +30,7 @@ def cli(*args: str, server: str, timeout: int = 300) -> subprocess.CompletedProc
 
 def test_submit_follow_download_over_http(server: str, tmp_path: Path) -> None:
     with httpx.Client(base_url=server, timeout=30) as client:
-        job = client.post("/v1/worlds", json={"prompt": "a mountain lake", "height": 64, "steps": 40}).json()
+        job = client.post("/v1/worlds", json={"prompt": "a mountain lake", "height": 128, "steps": 120}).json()
         assert job["status"] == "queued"
         events = []
         with client.stream("GET", f"/v1/worlds/{job['id']}/events", timeout=300) as stream:
