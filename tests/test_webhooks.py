@@ -134,12 +134,14 @@ def test_deliveries_made_elsewhere_are_sent_after_a_restart(tmp_path: Path, rece
     settings = settings_for(tmp_path)
     store = JobStore.open(settings.resolved_database_url)
     job, _ = store.create(WorldRequest(prompt="a lake", seed=1, webhook_url=receiver.url), backend="local")
+    store.claim("a-worker", "local")  # a worker takes it: queued → starting
     store.request_cancel(job.id)
     store.close()
     receiver.answers.clear()
     with TestClient(create_app(settings, run_worker=False)):
-        wait_for(lambda: len(receiver.received) == 2)
-    assert [json.loads(r["body"])["type"] for r in receiver.received] == ["world.queued", "world.canceled"]
+        wait_for(lambda: len(receiver.received) == 3)
+    types = [json.loads(r["body"])["type"] for r in receiver.received]
+    assert types == ["world.queued", "world.starting", "world.canceling"]
 
 
 @pytest.mark.parametrize(

@@ -367,12 +367,7 @@ class JobStore:
         now = utcnow()
         candidate = (
             select(JobRow.id)
-            .where(
-                JobRow.status == JobStatus.QUEUED.value,
-                JobRow.deleted_at.is_(None),
-                JobRow.backend == backend,
-                or_(JobRow.not_before.is_(None), JobRow.not_before <= now),
-            )
+            .where(*_due(backend, now))
             .order_by(JobRow.created_at, JobRow.id)
             .limit(1)
             .with_for_update(skip_locked=True)
@@ -399,22 +394,13 @@ class JobStore:
         )
         with self._session() as session:
             job_id = session.execute(statement).scalar_one_or_none()
+            if job_id:
+                webhooks.enqueue(session, Job.from_row(session.get_one(JobRow, job_id)), now)
         return self.get(job_id) if job_id else None
 
     def due_queued(self, backend: str, limit: int) -> builtins.list[Job]:
         """The oldest queued jobs that are due, in the order `claim` takes them (for batching)."""
-        now = utcnow()
-        query = (
-            select(JobRow)
-            .where(
-                JobRow.status == JobStatus.QUEUED.value,
-                JobRow.deleted_at.is_(None),
-                JobRow.backend == backend,
-                or_(JobRow.not_before.is_(None), JobRow.not_before <= now),
-            )
-            .order_by(JobRow.created_at, JobRow.id)
-            .limit(limit)
-        )
+        query = select(JobRow).where(*_due(backend, utcnow())).order_by(JobRow.created_at, JobRow.id).limit(limit)
         with self._session() as session:
             return [Job.from_row(r) for r in session.scalars(query)]
 
@@ -519,6 +505,16 @@ class JobStore:
         with self._session() as session:
             row = session.get(UploadRow, upload_id)
             return Upload.from_row(row) if row else None
+
+
+def _due(backend: str, now: datetime) -> tuple[Any, ...]:
+    """Queued, not deleted, of `backend`, and past any backoff."""
+    return (
+        JobRow.status == JobStatus.QUEUED.value,
+        JobRow.deleted_at.is_(None),
+        JobRow.backend == backend,
+        or_(JobRow.not_before.is_(None), JobRow.not_before <= now),
+    )
 
 
 def encode_cursor(job: Job) -> str:
