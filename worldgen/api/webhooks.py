@@ -12,6 +12,7 @@ refused (SSRF) unless WORLDGEN_WEBHOOK_ALLOW_PRIVATE=1: at submission and again 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import ipaddress
@@ -21,6 +22,7 @@ import socket
 import threading
 import time
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -28,13 +30,24 @@ import httpx
 from worldgen.api.schemas import JobOut
 from worldgen.config import Settings
 from worldgen.jobs import webhooks
-from worldgen.jobs.store import JobStore, utcnow
+from worldgen.jobs.state import JobStatus
+from worldgen.jobs.store import Job, JobStore, utcnow
 
 log = logging.getLogger("worldgen.webhooks")
 
 SECRET_PREFIX = "whsec_"
 LEASE = timedelta(seconds=60)
 MAX_DELAY_SECONDS = 3600.0
+
+
+def from_snapshot(data: dict[str, Any]) -> Job:
+    """The Job a delivery holds (`jobs.webhooks.snapshot`): the world as it was at that change."""
+    values = dict(data)
+    values["status"] = JobStatus(values["status"])
+    for field in dataclasses.fields(Job):
+        if isinstance(values.get(field.name), str) and field.name.endswith("_at"):
+            values[field.name] = datetime.fromisoformat(values[field.name])
+    return Job(**values)
 
 
 def secret_key(secret: str) -> bytes:
@@ -95,7 +108,7 @@ class WebhookSender:
     def send(self, delivery: webhooks.Delivery) -> None:
         secret = self.settings.webhook_secret
         now = utcnow()
-        data = JobOut.of(webhooks.from_snapshot(delivery.payload)).model_dump(mode="json")
+        data = JobOut.of(from_snapshot(delivery.payload)).model_dump(mode="json")
         body = json.dumps({"type": delivery.event_type, "data": data}, separators=(",", ":")).encode()
         status, error = None, None
         problem = target_problem(delivery.url, self.settings.webhook_allow_private)

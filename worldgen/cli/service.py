@@ -85,7 +85,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _container_run(args: argparse.Namespace) -> int:
-    from worldgen.container.entrypoint import main
+    from worldgen.container.main import main
 
     return main(args.root)
 

@@ -18,9 +18,9 @@ import threading
 import time
 
 from worldgen.container.contract import EXIT_CANCELED, EXIT_OK, ContainerPaths
-from worldgen.container.entrypoint import model_stream, run, write_message
+from worldgen.container.entrypoint import run, write_message
 from worldgen.container.progress_file import ProgressFile
-from worldgen.container.runtimes import RuntimePool
+from worldgen.container.runtimes import RuntimePool, model_stream
 from worldgen.progress import CancelToken
 
 log = logging.getLogger("worldgen.container")

@@ -1,4 +1,5 @@
-"""`worldgen container run`: run one job under the container contract, then exit.
+"""One world under the container contract (`run`); `container/main.py` is the ENTRYPOINT that
+calls it for a single world, `batch.py` and `serve.py` for many.
 
 Exit status 0 on success; on failure the reason ('code: message', ≤ 1 KB) goes to
 /opt/ml/output/message and the status is non-zero (when even that directory is unwritable, the
@@ -15,9 +16,7 @@ import os
 import signal
 import sys
 import tempfile
-import time
 import traceback
-from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -33,7 +32,6 @@ from worldgen.container.cost import add_cost, process_age_seconds
 from worldgen.container.progress_file import ProgressFile
 from worldgen.container.runtimes import RuntimePool
 from worldgen.errors import Cancelled, InvalidRequest, WorldgenError
-from worldgen.models.streaming import ModelStream
 from worldgen.progress import CancelToken, Progress
 from worldgen.request import WorldRequest, validation_problems
 
@@ -139,41 +137,3 @@ def run(
         return EXIT_FAILED
     progress_file.set(status="succeeded", progress=1.0, warnings=progress.warnings)
     return EXIT_OK
-
-
-MODELS_URL_ENV = "WORLDGEN_MODELS_URL"
-
-
-def model_stream(paths: ContainerPaths, request_files: list[Path]) -> ModelStream | None:
-    """Where the launcher says models are in S3 (a SageMaker container), stream them onto the
-    models root in the order these requests need them; None elsewhere."""
-    url = os.environ.get(MODELS_URL_ENV)
-    if not url:
-        return None
-    from worldgen.pipeline import models_needed
-
-    order: list[str] = []
-    for path in request_files:
-        try:
-            order += models_needed(WorldRequest.model_validate_json(path.read_bytes()))
-        except (OSError, ValueError):
-            continue  # that world reports its own bad request
-    paths.models_dir.mkdir(parents=True, exist_ok=True)
-    order = list(dict.fromkeys(order))
-    log.info("streaming %d model(s) from %s", len(order), url)
-    return ModelStream(url, paths.models_dir, order).start()
-
-
-def main(root: Path | None = None) -> int:
-    """One world (request.json) or a batch (worlds.json, SageMaker) under the contract root."""
-    started = time.time() - process_age_seconds()
-    paths = ContainerPaths.resolve(root)
-    if paths.batch_file.is_file():
-        from worldgen.container.batch import run_batch
-
-        return run_batch(paths, started)
-    runtimes = RuntimePool(keep=False, stream=model_stream(paths, [paths.request_file]))
-    try:
-        return run(paths, runtimes)
-    finally:
-        runtimes.close()

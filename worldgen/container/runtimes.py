@@ -9,10 +9,16 @@ never share the card.
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
+from worldgen.container.contract import ContainerPaths
 from worldgen.models.runtime import ModelRuntime, warm_budget
 from worldgen.models.streaming import ModelStream
+from worldgen.request import WorldRequest
+
+log = logging.getLogger("worldgen.container")
 
 
 class RuntimePool:
@@ -49,3 +55,26 @@ class RuntimePool:
         self.release()
         if self.stream is not None:
             self.stream.close()
+
+
+MODELS_URL_ENV = "WORLDGEN_MODELS_URL"
+
+
+def model_stream(paths: ContainerPaths, request_files: list[Path]) -> ModelStream | None:
+    """Where the launcher says models are in S3 (a SageMaker container), stream them onto the
+    models root in the order these requests need them; None elsewhere."""
+    url = os.environ.get(MODELS_URL_ENV)
+    if not url:
+        return None
+    from worldgen.pipeline import models_needed
+
+    order: list[str] = []
+    for path in request_files:
+        try:
+            order += models_needed(WorldRequest.model_validate_json(path.read_bytes()))
+        except (OSError, ValueError):
+            continue  # that world reports its own bad request
+    paths.models_dir.mkdir(parents=True, exist_ok=True)
+    order = list(dict.fromkeys(order))
+    log.info("streaming %d model(s) from %s", len(order), url)
+    return ModelStream(url, paths.models_dir, order).start()

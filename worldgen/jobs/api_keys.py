@@ -14,7 +14,8 @@ from datetime import datetime
 from sqlalchemy import select, update
 
 from worldgen.errors import WorldgenError
-from worldgen.jobs.store import JobStore, new_id, utcnow
+from worldgen.jobs.ids import new_id
+from worldgen.jobs.store import JobStore, utcnow
 from worldgen.jobs.tables import ApiKeyRow
 
 KEY_PREFIX = "wg_"

@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 import builtins
 import json
-import re
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from worldgen.jobs import webhooks
 from worldgen.jobs.db import make_engine, migrate
+from worldgen.jobs.ids import new_id, valid_id
 from worldgen.jobs.state import TERMINAL, IllegalTransition, JobStatus, check_transition
 from worldgen.jobs.tables import JobRow, UploadRow
 from worldgen.request import WorldRequest
@@ -32,18 +31,6 @@ from worldgen.request import WorldRequest
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-ID_PATTERN = re.compile(r"[0-9a-f]{32}")
-"""What `new_id` makes: world and upload ids are checked against it before any query."""
-
-
-def valid_id(value: str) -> bool:
-    return ID_PATTERN.fullmatch(value) is not None
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
 
 
 class JobNotFound(LookupError):

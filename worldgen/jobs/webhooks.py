@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from worldgen.jobs.state import JobStatus
+from worldgen.jobs.ids import new_id
 from worldgen.jobs.tables import WebhookDeliveryRow
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
@@ -46,21 +46,8 @@ def snapshot(job: Any) -> dict[str, Any]:
     return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()}
 
 
-def from_snapshot(data: dict[str, Any]) -> Any:
-    from worldgen.jobs.store import Job
-
-    values = dict(data)
-    values["status"] = JobStatus(values["status"])
-    for field in dataclasses.fields(Job):
-        if isinstance(values.get(field.name), str) and field.name.endswith("_at"):
-            values[field.name] = datetime.fromisoformat(values[field.name])
-    return Job(**values)
-
-
 def enqueue(session: Session, job: Any, now: datetime) -> None:
     """A delivery of the job's current state, if its request asks for webhooks."""
-    from worldgen.jobs.store import new_id
-
     url = (job.request or {}).get("webhook_url")
     if not url:
         return

@@ -24,8 +24,8 @@ from safetensors.torch import save_file
 from worldgen.models.flux.lora import apply_deltas, fusion_deltas, read_lora
 from worldgen.models.flux.transformer import WEIGHTS, weight_index
 from worldgen.models.precision import Precision, PrecisionChoice, finalize_block
-from worldgen.models.registry import FLUX_FOLDERS, MODELS
-from worldgen.models.resolver import ModelResolver, missing_files
+from worldgen.models.registry import FLUX_FOLDERS, MODELS, missing_files
+from worldgen.models.resolver import ModelResolver
 
 MARKER = "prepared.json"
 SHARD_BYTES = 2 << 30

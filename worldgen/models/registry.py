@@ -8,6 +8,7 @@ Every model lives under one root directory in the layout of its source repositor
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # A requirement is a file path, or a tuple of alternatives (e.g. sharded vs single-file weights).
 Requirement = str | tuple[str, ...]
@@ -137,3 +138,18 @@ def get_spec(name: str) -> ModelSpec:
     except KeyError:
         known = ", ".join(sorted(MODELS))
         raise KeyError(f"unknown model {name!r}; known models: {known}") from None
+
+
+def _present(folder: Path, requirement: Requirement) -> bool:
+    options = (requirement,) if isinstance(requirement, str) else requirement
+    return any((folder / option).is_file() for option in options)
+
+
+def missing_files(folder: Path, spec: ModelSpec) -> list[Path]:
+    """Required files of `spec` that are absent from `folder` (first alternative named)."""
+    missing = []
+    for requirement in spec.required:
+        if not _present(folder, requirement):
+            first = requirement if isinstance(requirement, str) else requirement[0]
+            missing.append(folder / first)
+    return missing

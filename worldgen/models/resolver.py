@@ -10,25 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from worldgen.errors import ModelMissing
-from worldgen.models.registry import ModelSpec, Requirement, get_spec
+from worldgen.models.registry import ModelSpec, get_spec, missing_files
 
 if TYPE_CHECKING:
     from worldgen.models.streaming import ModelStream
-
-
-def _present(folder: Path, requirement: Requirement) -> bool:
-    options = (requirement,) if isinstance(requirement, str) else requirement
-    return any((folder / option).is_file() for option in options)
-
-
-def missing_files(folder: Path, spec: ModelSpec) -> list[Path]:
-    """Required files of `spec` that are absent from `folder` (first alternative named)."""
-    missing = []
-    for requirement in spec.required:
-        if not _present(folder, requirement):
-            first = requirement if isinstance(requirement, str) else requirement[0]
-            missing.append(folder / first)
-    return missing
 
 
 @dataclass

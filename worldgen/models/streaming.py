@@ -25,8 +25,7 @@ from typing import Any
 from s3transfer.subscribers import BaseSubscriber
 
 from worldgen.errors import ModelMissing
-from worldgen.models.registry import ModelSpec, get_spec
-from worldgen.models.resolver import missing_files
+from worldgen.models.registry import ModelSpec, get_spec, missing_files
 from worldgen.storage.s3 import parse_s3_url
 
 log = logging.getLogger("worldgen.models")
