@@ -15,4 +15,10 @@ await esbuild.build({
   logLevel: "warning",
 });
 for (const file of ["index.html", "style.css"]) copyFileSync(`public/${file}`, `${out}${file}`);
+// The API docs (/docs, /redoc) load Swagger UI and ReDoc from the server, not from a CDN.
+mkdirSync(`${out}docs`, { recursive: true });
+for (const file of ["swagger-ui-dist/swagger-ui-bundle.js", "swagger-ui-dist/swagger-ui.css",
+                    "swagger-ui-dist/favicon-32x32.png", "redoc/bundles/redoc.standalone.js"]) {
+  copyFileSync(`node_modules/${file}`, `${out}docs/${file.split("/").pop()}`);
+}
 console.log(`built ${out}`);

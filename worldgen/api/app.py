@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from worldgen import __version__
-from worldgen.api import errors
+from worldgen.api import errors, openapi
 from worldgen.api.auth import BrowserGuard, auth_required, current_caller
 from worldgen.api.body_limit import BodyLimit
 from worldgen.api.rate_limits import RateLimits
@@ -60,8 +60,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True, lis
             sender.join(timeout=15)
             store.close()
 
-    app = FastAPI(title="worldgen", version=__version__, lifespan=lifespan)
+    app = FastAPI(title="worldgen", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     errors.install(app)
+    openapi.install(app)  # a truthful schema; /docs and /redoc from local assets
     for module in (worlds, webhooks, uploads, events):  # the public API: a caller, with a key where one is needed
         app.include_router(module.router, dependencies=[Depends(current_caller)])
     for module in (integrations, system, page):

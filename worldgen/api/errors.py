@@ -7,7 +7,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 
 from worldgen.errors import WorldgenError
 from worldgen.jobs.state import IllegalTransition
@@ -32,9 +35,26 @@ def _respond(status: int, code: str, message: str, details: Any = None) -> JSONR
     return JSONResponse(status_code=status, content=error_body(code, message, details))
 
 
-_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 409: "conflict",
-               410: "gone",
-               413: "too_large", 415: "unsupported_media_type", 422: "invalid_request"}  # fmt: skip
+_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+               408: "request_timeout", 409: "conflict", 410: "gone", 413: "too_large", 415: "unsupported_media_type",
+               422: "invalid_request", 429: "rate_limited"}  # fmt: skip
+
+
+def allowed_methods(request: Request) -> str | None:
+    """The methods the request's path answers, over every route it matches: Starlette's own 405
+    names only the first route's (GET /v1/worlds/{id} hid DELETE), and StaticFiles names none."""
+    methods: set[str] = set()
+    root_path = request.scope.get("app_root_path", request.scope.get("root_path", ""))  # a Mount changes root_path
+    scope = {"type": "http", "method": request.method, "path": request.scope["path"], "root_path": root_path}
+    for route in iter_route_contexts(request.app.router.routes):  # included routers' routes, too
+        match, _ = route.matches(scope)
+        if match is Match.NONE:
+            continue
+        if route.methods:
+            methods |= route.methods
+        elif isinstance(route.original_route, Mount) and isinstance(route.original_route.app, StaticFiles):
+            methods |= {"GET", "HEAD"}
+    return ", ".join(sorted(methods)) or None
 
 
 def install(app: FastAPI) -> None:
@@ -42,6 +62,8 @@ def install(app: FastAPI) -> None:
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         response = _respond(exc.status, exc.code, exc.message, exc.details)
         response.headers.update(exc.headers)
+        if exc.status == 401 and isinstance(exc.details, dict) and "www_authenticate" in exc.details:
+            response.headers.setdefault("WWW-Authenticate", str(exc.details["www_authenticate"]))  # RFC 9110 §15.5.2
         return response
 
     @app.exception_handler(RequestValidationError)
@@ -53,7 +75,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return _respond(exc.status_code, code, str(exc.detail))
+        response = _respond(exc.status_code, code, str(exc.detail))
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405 and (allow := allowed_methods(request)):
+            response.headers["Allow"] = allow  # RFC 9110 §15.5.6: a 405 says what is allowed
+        return response
 
     @app.exception_handler(JobNotFound)
     async def _not_found(request: Request, exc: JobNotFound) -> JSONResponse:

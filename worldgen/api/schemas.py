@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from worldgen.jobs.store import Job, Upload
 
@@ -118,3 +118,22 @@ class UploadOut(BaseModel):
     @classmethod
     def of(cls, upload: Upload) -> UploadOut:
         return cls(**{k: getattr(upload, k) for k in cls.model_fields})
+
+
+class ErrorContent(BaseModel):
+    """What went wrong: `code` for programs (e.g. not_found, invalid_request, rate_limited), `message`
+    for people, `details` (null or an object, e.g. {"fields": [...]} for invalid_request)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str
+    message: str
+    details: dict[str, Any] | None
+
+
+class ErrorOut(BaseModel):
+    """Every error answer of the API, from a route or from a middleware: {"error": {...}}."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: ErrorContent

@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import anyio
 from fastapi import APIRouter, Depends, Request
@@ -31,15 +32,39 @@ def _event(job: Job) -> str:
     return f"id: {job.id}:{job.version}\nevent: job\ndata: {data}\n\n"
 
 
-def _stream(generator: AsyncIterator[str]) -> StreamingResponse:
+class EventStream(StreamingResponse):
+    media_type = "text/event-stream"
+
+
+def _stream(generator: AsyncIterator[str]) -> EventStream:
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(generator, media_type="text/event-stream", headers=headers)
+    return EventStream(generator, headers=headers)
 
 
-@router.get("/v1/worlds/{world_id}/events")
+def _events(description: str, kinds: list[str]) -> dict[int | str, dict[str, Any]]:
+    """One event of the stream (OpenAPI 3.1: a text/event-stream `schema` describes each event)."""
+    event = {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"type": "string", "enum": kinds},
+            "id": {"type": "string", "description": "`<world id>:<version>` (job events)"},
+            "data": {"type": "string", "contentMediaType": "application/json",
+                     "description": "job events: the world (JobOut) as JSON; others: `{}`"},
+        },
+    }  # fmt: skip
+    return {200: {"description": description, "content": {"text/event-stream": {"schema": event}}}}
+
+
+@router.get(
+    "/v1/worlds/{world_id}/events",
+    response_class=EventStream,
+    responses=_events("Server-Sent Events: `event: job` (`id: <world>:<version>`, `data`: the world as JobOut) at "
+                      "every change, then `event: end` once it has ended or was deleted", ["job", "end"]),
+)  # fmt: skip
 def world_events(
     world_id: str, request: Request, state: AppState = Depends(app_state), caller: Caller = Depends(current_caller)
-) -> StreamingResponse:
+) -> EventStream:
     first = live_job(state, world_id, caller)
 
     async def generate() -> AsyncIterator[str]:
@@ -62,10 +87,15 @@ def world_events(
     return _stream(generate())
 
 
-@router.get("/v1/events")
+@router.get(
+    "/v1/events",
+    response_class=EventStream,
+    responses=_events("Server-Sent Events: `event: ready`, then `event: job` (`data`: the world as JobOut) whenever "
+                      "one of the caller's worlds changes; never ends", ["ready", "job"]),
+)  # fmt: skip
 def all_events(
     request: Request, state: AppState = Depends(app_state), caller: Caller = Depends(current_caller)
-) -> StreamingResponse:
+) -> EventStream:
     async def generate() -> AsyncIterator[str]:
         since = utcnow()
         seen: dict[str, int] = {}

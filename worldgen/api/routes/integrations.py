@@ -33,7 +33,7 @@ def sagemaker(state: AppState) -> SageMakerClient:
     return state.sagemaker
 
 
-@router.post("/sagemaker/events", status_code=202)
+@router.post("/sagemaker/events", status_code=202, include_in_schema=False)  # internal: EventBridge only
 def sagemaker_event(
     event: dict[str, Any] = Body(...),
     secret: str | None = Header(None, alias=SECRET_HEADER),

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from fastapi import APIRouter, Depends, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric, SummaryMetricFamily
 
 from worldgen.api.errors import ApiError
+from worldgen.api.openapi import error_responses
 from worldgen.api.state import AppState, app_state
 from worldgen.jobs.store import JobStore
 
@@ -20,7 +22,7 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses=error_responses((503, "`not_ready`: the job store is unreachable")))
 def readyz(state: AppState = Depends(app_state)) -> dict[str, str]:
     try:
         state.store.ping()
@@ -53,7 +55,12 @@ class StoreCollector:
         yield durations
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"description": "Prometheus text exposition format 0.0.4",
+                     "content": {"text/plain": {"schema": {"type": "string"}}}}},
+)  # fmt: skip
 def metrics(state: AppState = Depends(app_state)) -> Response:
     registry = CollectorRegistry()
     registry.register(StoreCollector(state.store))

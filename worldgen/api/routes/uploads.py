@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from worldgen.api.errors import ApiError
+from worldgen.api.openapi import error_responses
 from worldgen.api.schemas import UploadOut
 from worldgen.api.state import AppState, app_state
 from worldgen.api.uploads import KINDS, NPY_MAGIC, check_upload, size_limit
@@ -159,7 +160,19 @@ def _boundary(content_type: str) -> bytes:
     return options[b"boundary"]
 
 
-@router.post("", status_code=201, response_model=UploadOut, openapi_extra=_FORM_SCHEMA)
+@router.post(
+    "",
+    status_code=201,
+    response_model=UploadOut,
+    openapi_extra=_FORM_SCHEMA,
+    responses=error_responses(
+        (400, "`bad_request`: a malformed multipart body (no boundary, cut short); `bad_host`"),
+        (413, "`too_large`: the form, or the file for its kind, is over the limit (`details.limit` bytes)"),
+        (415, "`unsupported_media_type`: not a PNG or JPEG image, or a distance map that is not .npy"),
+        (422, "`invalid_request` (not multipart/form-data, no or empty file, several files, a bad kind), "
+              "`invalid_image` or `invalid_distance` (unreadable, not 2:1, out of size, bad values)"),
+    ),
+)  # fmt: skip
 async def create_upload(request: Request, state: AppState = Depends(app_state)) -> UploadOut:
     """Form fields: `file` (PNG/JPEG image or .npy distance map) and `kind` (image | panorama |
     distance; default from the content). A Content-Length over the limit is refused before the
@@ -200,7 +213,7 @@ def _store_upload(state: AppState, path: Path, form: _Form) -> UploadOut:
     return UploadOut.of(upload)
 
 
-@router.get("/{upload_id}", response_model=UploadOut)
+@router.get("/{upload_id}", response_model=UploadOut, responses=error_responses(404))
 def get_upload(upload_id: str, state: AppState = Depends(app_state)) -> UploadOut:
     if not valid_id(upload_id):  # here, before any query: PostgreSQL answers a NUL byte with an error
         raise ApiError(404, "not_found", f"no upload with id {upload_id[:64]!r}")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Body, Depends, Header, Query, Response
 from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
 
 from worldgen.api.auth import Caller, current_caller, too_many
 from worldgen.api.errors import ApiError
+from worldgen.api.openapi import error_responses
 from worldgen.api.schemas import ArtifactList, ArtifactOut, JobList, JobOut
 from worldgen.api.state import AppState, app_state
 from worldgen.jobs import lifecycle
@@ -105,9 +106,40 @@ def panorama_size(state: AppState, job: Job) -> tuple[int, int]:
         return image.size
 
 
-@router.post("", status_code=202, response_model=JobOut)
+SUBMIT_EXAMPLES: dict[str, Any] = {
+    "prompt": {"summary": "A world from a prompt", "value": {"prompt": "a lake at dawn, pine forest, mountains"}},
+    "preview": {
+        "summary": "A panorama first (then source_world_id builds the world from it)",
+        "value": {"prompt": "a desert canyon at noon", "seed": 7, "stage": "panorama", "height": 512},
+    },
+    "layers": {
+        "summary": "Named foreground layers, glTF only",
+        "value": {"prompt": "a harbour town", "labels_fg1": ["boat"], "labels_fg2": ["house"], "formats": ["glb"]},
+    },
+}
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobOut,
+    responses={
+        **error_responses(
+            (409, "`idempotency_conflict`: this Idempotency-Key was used with another body"),
+            (410, "`gone`: the world made with this Idempotency-Key was deleted; use a new key"),
+            (422, "`invalid_request`: the body, an upload or source world it names, or a box (`details.fields`)"),
+            (429, "`rate_limited`: too many requests, or too many worlds queued or running with this key "
+                  "(`Retry-After`)"),
+        ),
+        202: {"headers": {
+            "Location": {"description": "the world's URL", "schema": {"type": "string"}},
+            "Idempotent-Replayed": {"description": "`true` when an earlier request with this Idempotency-Key made "
+                                    "the world", "schema": {"type": "string", "enum": ["true"]}},
+        }},
+    },
+)  # fmt: skip
 def submit(
-    request: WorldRequest,
+    request: Annotated[WorldRequest, Body(openapi_examples=SUBMIT_EXAMPLES)],
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
     state: AppState = Depends(app_state),
@@ -142,7 +174,9 @@ def submit(
     return JobOut.of(job, state.store.queue_position(job))
 
 
-@router.get("", response_model=JobList)
+@router.get("", response_model=JobList, responses=error_responses(
+    (422, "`invalid_request`: a status, limit or cursor (`details.fields`)")
+))  # fmt: skip
 def list_worlds(
     status: Annotated[list[JobStatus] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -166,7 +200,9 @@ def get_world(world_id: str, state: AppState = Depends(app_state), caller: Calle
     return JobOut.of(job, state.store.queue_position(job))
 
 
-@router.post("/{world_id}/cancel", response_model=JobOut)
+@router.post("/{world_id}/cancel", response_model=JobOut, responses=error_responses(
+    (409, "`conflict`: the world has already ended (`details.status`)")
+))  # fmt: skip
 def cancel_world(
     world_id: str, state: AppState = Depends(app_state), caller: Caller = Depends(current_caller)
 ) -> JobOut:
@@ -189,7 +225,9 @@ def delete_world(
     return JobOut.of(job)
 
 
-@router.get("/{world_id}/artifacts", response_model=ArtifactList)
+@router.get("/{world_id}/artifacts", response_model=ArtifactList, responses=error_responses(
+    (410, "`gone`: the world was deleted, or its artifacts removed (retention)")
+))  # fmt: skip
 def list_artifacts(
     world_id: str, state: AppState = Depends(app_state), caller: Caller = Depends(current_caller)
 ) -> ArtifactList:
@@ -212,7 +250,29 @@ def list_artifacts(
     return ArtifactList(world_id=world_id, items=items)
 
 
-@router.get("/{world_id}/artifacts/{name:path}", response_model=None)
+@router.get(
+    "/{world_id}/artifacts/{name:path}",
+    response_model=None,
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The file, with the content type listed for it in the world's artifacts",
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+            "headers": {
+                "ETag": {"description": "the file's SHA-256, quoted", "schema": {"type": "string"}},
+                "X-Checksum-Sha256": {"description": "the file's SHA-256", "schema": {"type": "string"}},
+            },
+        },
+        307: {
+            "description": "Redirect to a presigned storage URL (S3 storage)",
+            "headers": {"Location": {"description": "the presigned URL", "schema": {"type": "string"}}},
+        },
+        **error_responses(
+            (404, "`not_found`: no such world (or another key's), or no artifact by that name"),
+            (410, "`gone`: the world was deleted, or its artifacts removed (retention)"),
+        ),
+    },
+)
 def get_artifact(
     world_id: str, name: str, state: AppState = Depends(app_state), caller: Caller = Depends(current_caller)
 ) -> Response:
