@@ -71,3 +71,27 @@ def running_service(data: Path, models: Path) -> Iterator[str]:
         process.terminate()
         process.wait(30)
         log.close()
+
+
+@contextmanager
+def app_in_thread(app: object) -> Iterator[int]:
+    """`app` under uvicorn on a free 127.0.0.1 port, in a thread (the TestClient hands an app the
+    whole body at once; streaming, stalls and raw sockets need a real server). Yields the port."""
+    import threading
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

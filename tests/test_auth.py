@@ -4,19 +4,17 @@ and PostgreSQL; the CLI's keys commands and its WORLDGEN_API_KEY against a real 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from tests.helpers import app_in_thread
 from tests.test_api import assert_error
 from worldgen.api.app import create_app
 from worldgen.api.auth import auth_required
@@ -142,26 +140,15 @@ def test_keys_cli_and_the_client_sending_its_key(tmp_path: Path) -> None:
     assert key.startswith("wg_") and "shown once" in made.stderr
     listed = _cli("keys", "list", env=env)
     assert "laptop" in listed.stdout and "active" in listed.stdout and key not in listed.stdout
-    settings = Settings(data_dir=tmp_path / "data")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    app = create_app(settings, run_worker=False, listen_host="0.0.0.0")  # as served off loopback
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
+    app = create_app(
+        Settings(data_dir=tmp_path / "data"), run_worker=False, listen_host="0.0.0.0"
+    )  # as if off loopback
+    with app_in_thread(app) as port:
         url = f"http://127.0.0.1:{port}"
         refused = _cli("jobs", "--server", url, env=env)
         assert refused.returncode != 0 and "401" in refused.stderr
         allowed = _cli("jobs", "--server", url, env={**env, "WORLDGEN_API_KEY": key})
         assert allowed.returncode == 0, allowed.stderr
-    finally:
-        server.should_exit = True
-        thread.join(10)
     revoked = _cli("keys", "revoke", "laptop", env=env)
     assert revoked.returncode == 0 and "revoked" in revoked.stdout
     assert "revoked" in _cli("keys", "list", env=env).stdout

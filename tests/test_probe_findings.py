@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
+from tests.helpers import app_in_thread
 from tests.test_api import assert_error, client, settings, store_of, submit  # noqa: F401  (fixtures)
 from worldgen.api.app import create_app
 from worldgen.config import Settings
@@ -92,19 +92,8 @@ def live_server(tmp_path: Path) -> Iterator[str]:
         max_json_bytes=4096,
         body_timeout_seconds=1.0,
     )
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(small, run_worker=False), host="127.0.0.1", port=port,
-                                           log_level="warning"))  # fmt: skip
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with app_in_thread(create_app(small, run_worker=False)) as port:
+        yield f"127.0.0.1:{port}"
 
 
 def test_a_chunked_json_body_is_cut_off_at_the_limit(live_server: str) -> None:

@@ -8,7 +8,6 @@ import json
 import socket
 import struct
 import tempfile
-import threading
 import time
 import tracemalloc
 import zlib
@@ -18,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from tests.helpers import app_in_thread
 from tests.test_api import assert_error, png
 from worldgen.api.app import create_app
 from worldgen.config import Settings
@@ -63,21 +62,8 @@ FORM = {"content-type": "multipart/form-data; boundary=b0undary"}
 
 @contextmanager
 def live_server(settings: Settings) -> Iterator[int]:
-    """The app under uvicorn in a thread: the TestClient hands the app the whole body at once."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, run_worker=False), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with app_in_thread(create_app(settings, run_worker=False)) as port:
+        yield port
 
 
 def read_response(connection: socket.socket, response: bytes = b"") -> tuple[int, dict]:
