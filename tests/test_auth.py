@@ -181,3 +181,22 @@ def test_per_key_limits_answer_429_with_retry_after(tmp_path: Path) -> None:
         assert 429 in statuses and statuses[0] == 200  # a burst of 2 × 2 per second, then 429
         limited = remote.get("/v1/worlds", headers=bearer(alice))
         assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+
+
+def test_uploads_belong_to_their_key(remote: TestClient) -> None:
+    from tests.test_api import png
+
+    store = remote.app.state.worldgen.store
+    _, alice = create_key(store, "alice")
+    _, bob = create_key(store, "bob")
+    _, admin = create_key(store, "ops", admin=True)
+    made = remote.post("/v1/uploads", files={"file": ("p.png", png(128, 64))}, data={"kind": "panorama"},
+                       headers=bearer(alice))  # fmt: skip
+    assert made.status_code == 201, made.text
+    upload = made.json()["id"]
+    assert remote.get(f"/v1/uploads/{upload}", headers=bearer(alice)).status_code == 200
+    assert remote.get(f"/v1/uploads/{upload}", headers=bearer(admin)).status_code == 200
+    assert_error(remote.get(f"/v1/uploads/{upload}", headers=bearer(bob)), 404, "not_found")
+    used = remote.post("/v1/worlds", json={"panorama_upload_id": upload}, headers=bearer(bob))
+    assert "no upload" in assert_error(used, 422, "invalid_request")["message"]
+    assert remote.post("/v1/worlds", json={"panorama_upload_id": upload}, headers=bearer(alice)).status_code == 202

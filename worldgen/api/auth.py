@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from worldgen.api.errors import ApiError, error_body
 from worldgen.api.state import AppState, app_state
 from worldgen.jobs.api_keys import ApiKey, key_for
-from worldgen.jobs.store import Job
+from worldgen.jobs.store import Job, Upload
 
 AUTH_MODES = ("auto", "required", "off")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -63,8 +63,9 @@ class Caller:
     def key_id(self) -> str | None:
         return self.key.id if self.key is not None else None
 
-    def owns(self, job: Job) -> bool:
-        return self.sees_all or job.owner_key_id == self.key_id
+    def owns(self, item: Job | Upload) -> bool:
+        """A world or an upload: the caller's own, or the caller sees all."""
+        return self.sees_all or item.owner_key_id == self.key_id
 
 
 def too_many(message: str, retry_after: float) -> ApiError:

@@ -112,6 +112,8 @@ class Upload:
     height: int | None
     storage_key: str
     created_at: datetime
+    owner_key_id: str | None = None
+    """The API key that uploaded it (None: without a key)."""
 
     @classmethod
     def from_row(cls, row: UploadRow) -> Upload:

@@ -78,6 +78,7 @@ class UploadRow(Base):
     height: Mapped[int | None] = mapped_column(Integer)
     storage_key: Mapped[str] = mapped_column(String(512))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    owner_key_id: Mapped[str | None] = mapped_column(String(32))
 
 
 class ApiKeyRow(Base):

@@ -19,6 +19,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from worldgen.api.auth import Caller, current_caller
 from worldgen.api.errors import ApiError
 from worldgen.api.openapi import error_responses
 from worldgen.api.schemas import UploadOut
@@ -173,7 +174,9 @@ def _boundary(content_type: str) -> bytes:
               "`invalid_image` or `invalid_distance` (unreadable, not 2:1, out of size, bad values)"),
     ),
 )  # fmt: skip
-async def create_upload(request: Request, state: AppState = Depends(app_state)) -> UploadOut:
+async def create_upload(
+    request: Request, state: AppState = Depends(app_state), caller: Caller = Depends(current_caller)
+) -> UploadOut:
     """Form fields: `file` (PNG/JPEG image or .npy distance map) and `kind` (image | panorama |
     distance; default from the content). A Content-Length over the limit is refused before the
     body is read; without one (chunked), at the first byte over."""
@@ -190,10 +193,10 @@ async def create_upload(request: Request, state: AppState = Depends(app_state)) 
         with path.open("wb") as out:
             form = _Form(out, max_image, max_npy)
             await form.receive(request, boundary, max_body)
-        return await run_in_threadpool(_store_upload, state, path, form)
+        return await run_in_threadpool(_store_upload, state, path, form, caller)
 
 
-def _store_upload(state: AppState, path: Path, form: _Form) -> UploadOut:
+def _store_upload(state: AppState, path: Path, form: _Form, caller: Caller) -> UploadOut:
     """Check the received file and store it (blocking: runs in the thread pool)."""
     if not form.files:
         raise ApiError(422, "invalid_request", "the form has no file field", {"field": "file"})
@@ -208,16 +211,19 @@ def _store_upload(state: AppState, path: Path, form: _Form) -> UploadOut:
     upload = Upload(
         id=upload_id, kind=checked.kind, filename=name, content_type=checked.content_type, size=info.size,
         sha256=info.sha256, width=checked.width, height=checked.height, storage_key=info.key, created_at=utcnow(),
+        owner_key_id=caller.key_id,
     )  # fmt: skip
     state.store.add_upload(upload)
     return UploadOut.of(upload)
 
 
 @router.get("/{upload_id}", response_model=UploadOut, responses=error_responses(404))
-def get_upload(upload_id: str, state: AppState = Depends(app_state)) -> UploadOut:
+def get_upload(
+    upload_id: str, state: AppState = Depends(app_state), caller: Caller = Depends(current_caller)
+) -> UploadOut:
     if not valid_id(upload_id):  # here, before any query: PostgreSQL answers a NUL byte with an error
         raise ApiError(404, "not_found", f"no upload with id {upload_id[:64]!r}")
     upload = state.store.get_upload(upload_id)
-    if upload is None:
+    if upload is None or not caller.owns(upload):
         raise ApiError(404, "not_found", f"no upload with id {upload_id!r}")
     return UploadOut.of(upload)

@@ -49,7 +49,7 @@ def check_inputs(state: AppState, request: WorldRequest, caller: Caller) -> Worl
         if not upload_id:
             continue
         upload = state.store.get_upload(upload_id)
-        if upload is None:
+        if upload is None or not caller.owns(upload):  # another key's upload is not there for this one
             raise _invalid(field, f"no upload with id {upload_id!r}")
         if upload.kind != kind:
             raise _invalid(field, f"upload {upload.id} is of kind {upload.kind!r}; {field} needs kind {kind!r}")
