@@ -188,3 +188,51 @@ def test_failed_job_shows_its_error(page) -> None:
     page.locator("#job-list li").first.click()
     assert "failed" in page.locator("#downloads").inner_text()
     page.screenshot(path=str(ARTIFACTS / "failed.png"))
+
+
+def test_the_page_asks_for_a_key_once_and_keeps_it(tmp_path: Path, tiny_models: Path) -> None:
+    """A server that needs keys: the page asks once, keeps the key as a cookie, and then lists,
+    follows (event stream) and shows worlds like on loopback; a wrong key is asked for again."""
+    import os
+    import subprocess
+    import sys
+
+    from playwright.sync_api import sync_playwright
+
+    data = tmp_path / "data"
+    env = {**os.environ, "WORLDGEN_DATA_DIR": str(data)}
+    made = subprocess.run([sys.executable, "-m", "worldgen", "keys", "create", "browser"], env=env,
+                          capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+    key = made.stdout.strip()
+    os.environ["WORLDGEN_AUTH"] = "required"
+    try:
+        with running_service(data, tiny_models) as url:
+            assert httpx.get(f"{url}/v1/worlds").status_code == 401
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+                page = browser.new_context().new_page()
+                answers = ["wg_wrong", key]
+                asked = []
+
+                def answer(dialog) -> None:
+                    asked.append(dialog.message)
+                    dialog.accept(answers.pop(0))
+
+                page.on("dialog", answer)
+                page.goto(url)
+                page.wait_for_selector("body[data-ready='1']")
+                assert len(asked) == 2 and "API key" in asked[0]  # the wrong key was refused, then asked again
+                page.fill("textarea[name=prompt]", "a quiet harbour")
+                page.fill("input[name=height]", "64")
+                page.fill("input[name=steps]", "2")
+                page.click("button[type=submit]")
+                page.wait_for_selector("#job-list li[data-status='succeeded']", timeout=240_000)  # the stream
+                page.wait_for_selector("#panorama-canvas[data-loaded='1']", timeout=60_000)  # an artifact
+                page.reload()
+                page.wait_for_selector("#job-list li[data-status='succeeded']")
+                assert len(asked) == 2  # kept: not asked again
+                cookie = next(c for c in page.context.cookies() if c["name"] == "worldgen_key")
+                assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+                browser.close()
+    finally:
+        os.environ.pop("WORLDGEN_AUTH", None)

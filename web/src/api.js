@@ -13,10 +13,35 @@ export class ApiError extends Error {
 }
 
 async function parse(response) {
+  if (response.status === 401) await askForKey();
   const text = await response.text();
   const body = text ? JSON.parse(text) : {};
   if (!response.ok) throw new ApiError(response.status, body.error || { code: "http_error", message: text });
   return body;
+}
+
+// A server off loopback needs an API key. It is asked for once and kept by the browser as an
+// HttpOnly cookie (POST /v1/session), which also covers the event streams, images and 3D models
+// the page loads without headers; then the page starts again with it.
+let asking = null;
+async function askForKey() {
+  if (asking) return asking;
+  asking = (async () => {
+    for (;;) {
+      const key = window.prompt("This worldgen server needs an API key (worldgen keys create NAME):");
+      if (!key) return;
+      const response = await fetch("/v1/session", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ key }),
+      });
+      if (response.ok) {
+        window.location.reload();
+        return new Promise(() => {});
+      }
+    }
+  })();
+  return asking;
 }
 
 export async function api(method, path, body) {

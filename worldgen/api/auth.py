@@ -29,6 +29,8 @@ from worldgen.jobs.api_keys import ApiKey, key_for
 from worldgen.jobs.store import Job, Upload
 
 AUTH_MODES = ("auto", "required", "off")
+SESSION_COOKIE = "worldgen_key"
+"""The web page's key (routes/session.py), read when a request has no Authorization header."""
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -75,6 +77,8 @@ def too_many(message: str, retry_after: float) -> ApiError:
 
 def current_caller(request: Request, state: AppState = Depends(app_state)) -> Caller:
     header = request.headers.get("authorization", "")
+    if not header and request.cookies.get(SESSION_COOKIE):
+        header = f"Bearer {request.cookies[SESSION_COOKIE]}"
     scheme, _, token = header.partition(" ")
     if header:
         if scheme.lower() != "bearer" or not token.strip():
