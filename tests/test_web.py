@@ -190,14 +190,12 @@ def test_failed_job_shows_its_error(page) -> None:
     page.screenshot(path=str(ARTIFACTS / "failed.png"))
 
 
-def test_the_page_asks_for_a_key_once_and_keeps_it(tmp_path: Path, tiny_models: Path) -> None:
+def test_the_page_asks_for_a_key_once_and_keeps_it(page, tmp_path: Path, tiny_models: Path) -> None:
     """A server that needs keys: the page asks once, keeps the key as a cookie, and then lists,
     follows (event stream) and shows worlds like on loopback; a wrong key is asked for again."""
     import os
     import subprocess
     import sys
-
-    from playwright.sync_api import sync_playwright
 
     data = tmp_path / "data"
     env = {**os.environ, "WORLDGEN_DATA_DIR": str(data)}
@@ -208,9 +206,9 @@ def test_the_page_asks_for_a_key_once_and_keeps_it(tmp_path: Path, tiny_models: 
     try:
         with running_service(data, tiny_models) as url:
             assert httpx.get(f"{url}/v1/worlds").status_code == 401
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-                page = browser.new_context().new_page()
+            context = page.context.browser.new_context()  # the module's browser (one Playwright per process)
+            try:
+                keyed = context.new_page()
                 answers = ["wg_wrong", key]
                 asked = []
 
@@ -218,21 +216,22 @@ def test_the_page_asks_for_a_key_once_and_keeps_it(tmp_path: Path, tiny_models: 
                     asked.append(dialog.message)
                     dialog.accept(answers.pop(0))
 
-                page.on("dialog", answer)
-                page.goto(url)
-                page.wait_for_selector("body[data-ready='1']")
+                keyed.on("dialog", answer)
+                keyed.goto(url)
+                keyed.wait_for_selector("body[data-ready='1']")
                 assert len(asked) == 2 and "API key" in asked[0]  # the wrong key was refused, then asked again
-                page.fill("textarea[name=prompt]", "a quiet harbour")
-                page.fill("input[name=height]", "64")
-                page.fill("input[name=steps]", "2")
-                page.click("button[type=submit]")
-                page.wait_for_selector("#job-list li[data-status='succeeded']", timeout=240_000)  # the stream
-                page.wait_for_selector("#panorama-canvas[data-loaded='1']", timeout=60_000)  # an artifact
-                page.reload()
-                page.wait_for_selector("#job-list li[data-status='succeeded']")
+                keyed.fill("textarea[name=prompt]", "a quiet harbour")
+                keyed.fill("input[name=height]", "64")
+                keyed.fill("input[name=steps]", "2")
+                keyed.click("button[type=submit]")
+                keyed.wait_for_selector("#job-list li[data-status='succeeded']", timeout=240_000)  # the stream
+                keyed.wait_for_selector("#panorama-canvas[data-loaded='1']", timeout=60_000)  # an artifact
+                keyed.reload()
+                keyed.wait_for_selector("#job-list li[data-status='succeeded']")
                 assert len(asked) == 2  # kept: not asked again
-                cookie = next(c for c in page.context.cookies() if c["name"] == "worldgen_key")
+                cookie = next(c for c in keyed.context.cookies() if c["name"] == "worldgen_key")
                 assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
-                browser.close()
+            finally:
+                context.close()
     finally:
         os.environ.pop("WORLDGEN_AUTH", None)
