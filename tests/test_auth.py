@@ -149,6 +149,8 @@ def test_keys_cli_and_the_client_sending_its_key(tmp_path: Path) -> None:
         assert refused.returncode != 0 and "401" in refused.stderr
         allowed = _cli("jobs", "--server", url, env={**env, "WORLDGEN_API_KEY": key})
         assert allowed.returncode == 0, allowed.stderr
+    hooked = _cli("keys", "create", "bot", "--webhook", "https://hooks.example/worldgen", env=env)
+    assert hooked.returncode == 0 and "https://hooks.example/worldgen" in hooked.stderr and "whsec_" in hooked.stderr
     revoked = _cli("keys", "revoke", "laptop", env=env)
     assert revoked.returncode == 0 and "revoked" in revoked.stdout
     assert "revoked" in _cli("keys", "list", env=env).stdout

@@ -160,3 +160,28 @@ def test_webhooks_need_a_secret(tmp_path: Path, receiver: Receiver) -> None:
     with TestClient(create_app(settings_for(tmp_path, webhook_secret=None), run_worker=False)) as client:
         error = assert_error(client.post("/v1/worlds", json={"prompt": "a", "webhook_url": receiver.url}), 422)
         assert "WORLDGEN_WEBHOOK_SECRET" in error["message"]
+
+
+def test_a_keys_default_webhook_is_signed_with_the_keys_own_secret(tmp_path: Path, receiver: Receiver) -> None:
+    """`worldgen keys create NAME --webhook URL`: the key's worlds that name no webhook_url send to
+    its URL, signed with its own secret (a server-wide one is not needed)."""
+    from worldgen.jobs.api_keys import create_key, webhook_secret
+
+    receiver.answers.clear()
+    settings = settings_for(tmp_path, webhook_secret=None)
+    with TestClient(create_app(settings, run_worker=False, listen_host="0.0.0.0")) as client:
+        store = client.app.state.worldgen.store
+        record, key = create_key(store, "bot", webhook_url=receiver.url)
+        _, other = create_key(store, "plain")
+        secret = webhook_secret(store, record.id)
+        assert secret and secret.startswith("whsec_")
+        world = client.post("/v1/worlds", json={"prompt": "a lake", "seed": 1},
+                            headers={"Authorization": f"Bearer {key}"}).json()  # fmt: skip
+        assert world["request"]["webhook_url"] == receiver.url
+        wait_for(lambda: len(receiver.received) == 1)
+        received = receiver.received[0]
+        assert verify(secret, received["headers"], received["body"]) and not verify(SECRET, received["headers"],
+                                                                                      received["body"])  # fmt: skip
+        plain = client.post("/v1/worlds", json={"prompt": "a", "webhook_url": receiver.url},
+                            headers={"Authorization": f"Bearer {other}"})  # fmt: skip
+        assert "WORLDGEN_WEBHOOK_SECRET" in assert_error(plain, 422)["message"]  # no secret of its own, none global

@@ -2,9 +2,10 @@
 
 Each delivery is a POST of `{"type": "world.<status>", "data": <the world JSON at that change>}`
 with `webhook-id`, `webhook-timestamp` and `webhook-signature: v1,<base64 HMAC-SHA256 of
-"{id}.{timestamp}.{body}">`, keyed with the secret `whsec_<base64>` (WORLDGEN_WEBHOOK_SECRET).
-A 2xx answer delivers it; anything else is retried with exponential backoff (from
-WORLDGEN_WEBHOOK_BACKOFF_SECONDS, doubling, at most an hour) for WORLDGEN_WEBHOOK_RETRY_HOURS.
+"{id}.{timestamp}.{body}">`, keyed with the secret `whsec_<base64>`: the world's API key's own (a
+key made with a default webhook URL) or else WORLDGEN_WEBHOOK_SECRET. A 2xx answer delivers it;
+anything else is retried with exponential backoff (from WORLDGEN_WEBHOOK_BACKOFF_SECONDS,
+doubling, at most an hour) for WORLDGEN_WEBHOOK_RETRY_HOURS.
 Targets that resolve to loopback, private, link-local or otherwise internal addresses are
 refused (SSRF) unless WORLDGEN_WEBHOOK_ALLOW_PRIVATE=1: at submission and again at each send.
 """
@@ -30,6 +31,7 @@ import httpx
 from worldgen.api.schemas import JobOut
 from worldgen.config import Settings
 from worldgen.jobs import webhooks
+from worldgen.jobs.api_keys import webhook_secret
 from worldgen.jobs.state import JobStatus
 from worldgen.jobs.store import Job, JobStore, utcnow
 
@@ -106,9 +108,10 @@ class WebhookSender:
         return len(due)
 
     def send(self, delivery: webhooks.Delivery) -> None:
-        secret = self.settings.webhook_secret
+        job = from_snapshot(delivery.payload)
+        secret = webhook_secret(self.store, job.owner_key_id) or self.settings.webhook_secret  # the key's own first
         now = utcnow()
-        data = JobOut.of(from_snapshot(delivery.payload)).model_dump(mode="json")
+        data = JobOut.of(job).model_dump(mode="json")
         body = json.dumps({"type": delivery.event_type, "data": data}, separators=(",", ":")).encode()
         status, error = None, None
         problem = target_problem(delivery.url, self.settings.webhook_allow_private)

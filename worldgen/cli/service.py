@@ -33,6 +33,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     create = key_actions.add_parser("create", help="make a key and print it (stored only as a hash)")
     create.add_argument("name")
     create.add_argument("--admin", action="store_true", help="sees and manages every world")
+    create.add_argument("--webhook", metavar="URL", help="default webhook URL of this key's worlds (own secret)")
     create.set_defaults(run=_keys_create)
     key_actions.add_parser("list", help="every key: id, name, prefix, admin, revoked").set_defaults(run=_keys_list)
     revoke = key_actions.add_parser("revoke", help="revoke a key by id or name")
@@ -103,12 +104,16 @@ def _key_store():
 
 
 def _keys_create(args: argparse.Namespace) -> int:
-    from worldgen.jobs.api_keys import create_key
+    from worldgen.jobs.api_keys import create_key, webhook_secret
 
-    record, key = create_key(_key_store(), args.name, admin=args.admin)
+    store = _key_store()
+    record, key = create_key(store, args.name, admin=args.admin, webhook_url=args.webhook)
     print(key)
     print(f"key {record.id} ({record.name}{', admin' if record.admin else ''}): shown once; send it as "
           "'Authorization: Bearer <key>' (the CLI reads WORLDGEN_API_KEY)", file=sys.stderr)  # fmt: skip
+    if args.webhook:
+        print(f"webhooks of this key go to {args.webhook}, signed with {webhook_secret(store, record.id)} "
+              "(shown once)", file=sys.stderr)  # fmt: skip
     return 0
 
 

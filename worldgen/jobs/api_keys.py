@@ -6,6 +6,7 @@ salt or slow hash is needed for a random secret of that size), and lookups are b
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -33,23 +34,27 @@ class ApiKey:
     admin: bool
     created_at: datetime
     revoked_at: datetime | None
+    webhook_url: str | None = None
+    """Where the worlds of this key send webhooks when a request names none."""
 
     @classmethod
     def from_row(cls, row: ApiKeyRow) -> ApiKey:
-        return cls(row.id, row.name, row.prefix, row.admin, row.created_at, row.revoked_at)
+        return cls(row.id, row.name, row.prefix, row.admin, row.created_at, row.revoked_at, row.webhook_url)
 
 
 def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_key(store: JobStore, name: str, admin: bool = False) -> tuple[ApiKey, str]:
-    """A new key; returns (its record, the key itself — shown this once, never stored)."""
+def create_key(store: JobStore, name: str, admin: bool = False, webhook_url: str | None = None) -> tuple[ApiKey, str]:
+    """A new key; returns (its record, the key itself — shown this once, never stored). With a
+    default `webhook_url` the key gets its own webhook signing secret (`webhook_secret`)."""
     if not name.strip() or len(name) > 100:
         raise WorldgenError("a key needs a name of 1-100 characters", code="invalid_request")
     key = KEY_PREFIX + secrets.token_urlsafe(30)
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode() if webhook_url else None
     row = ApiKeyRow(id=new_id(), name=name.strip(), prefix=key[:10], sha256=digest(key), admin=admin,
-                    created_at=utcnow(), revoked_at=None)  # fmt: skip
+                    created_at=utcnow(), revoked_at=None, webhook_url=webhook_url, webhook_secret=secret)  # fmt: skip
     with store._session() as session:
         session.add(row)
         record = ApiKey.from_row(row)
@@ -79,3 +84,12 @@ def key_for(store: JobStore, key: str) -> ApiKey | None:
     with store._session() as session:
         row = session.scalar(select(ApiKeyRow).where(ApiKeyRow.sha256 == digest(key)))
         return ApiKey.from_row(row) if row is not None and row.revoked_at is None else None
+
+
+def webhook_secret(store: JobStore, key_id: str | None) -> str | None:
+    """The key's own webhook signing secret, if it has one (else the server's is used)."""
+    if key_id is None:
+        return None
+    with store._session() as session:
+        row = session.get(ApiKeyRow, key_id)
+        return row.webhook_secret if row is not None else None

@@ -72,10 +72,11 @@ def check_inputs(state: AppState, request: WorldRequest, caller: Caller) -> Worl
     return request
 
 
-def check_webhook(state: AppState, url: str) -> None:
+def check_webhook(state: AppState, url: str, caller: Caller) -> None:
     from worldgen.api.webhooks import target_problem
+    from worldgen.jobs.api_keys import webhook_secret
 
-    if state.settings.webhook_secret is None:
+    if state.settings.webhook_secret is None and webhook_secret(state.store, caller.key_id) is None:
         raise _invalid("webhook_url", "this server sends no webhooks (WORLDGEN_WEBHOOK_SECRET is not set)")
     problem = target_problem(url, state.settings.webhook_allow_private)
     if problem is not None:
@@ -147,8 +148,10 @@ def submit(
 ) -> JobOut:
     fingerprint = request.fingerprint()  # of the body as sent: a seedless retry replays the same job
     request = check_inputs(state, request, caller)
+    if request.webhook_url is None and caller.key is not None and caller.key.webhook_url:
+        request = request.model_copy(update={"webhook_url": caller.key.webhook_url})  # the key's default
     if request.webhook_url is not None:
-        check_webhook(state, request.webhook_url)
+        check_webhook(state, request.webhook_url, caller)
     if idempotency_key is not None and caller.key_id is not None:
         idempotency_key = f"{caller.key_id}:{idempotency_key}"  # keys are per API key
     if caller.key_id is not None and not state.store.is_idempotency_key(idempotency_key):
