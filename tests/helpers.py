@@ -74,16 +74,17 @@ def running_service(data: Path, models: Path) -> Iterator[str]:
 
 
 @contextmanager
-def app_in_thread(app: object) -> Iterator[int]:
+def app_in_thread(app: object, **config: object) -> Iterator[int]:
     """`app` under uvicorn on a free 127.0.0.1 port, in a thread (the TestClient hands an app the
-    whole body at once; streaming, stalls and raw sockets need a real server). Yields the port."""
+    whole body at once; streaming, stalls and raw sockets need a real server). Yields the port;
+    `config`: more uvicorn.Config arguments."""
     import threading
 
     import uvicorn
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))  # type: ignore[arg-type]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", **config))  # type: ignore[arg-type]
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

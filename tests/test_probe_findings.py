@@ -52,12 +52,14 @@ def test_a_cursor_out_of_range_is_a_422(client: TestClient, when: str) -> None: 
     assert_error(client.get("/v1/worlds", params={"cursor": cursor}), 422, "invalid_request")
 
 
-def test_static_paths_are_404_while_the_page_is_not_built(client: TestClient, monkeypatch) -> None:  # noqa: F811
+def test_static_paths_are_404_while_the_page_is_not_built(tmp_path: Path, monkeypatch) -> None:
+    """A fresh checkout before scripts/bootstrap: the app is made with no page directory at all."""
     import worldgen.api.app as app_module
 
-    monkeypatch.setattr(app_module, "STATIC", Path("/nonexistent/worldgen-static"))
-    for path in ("/static/app.js", "/static/", "/static/x/y.css"):
-        assert_error(client.get(path), 404, "not_found")
+    monkeypatch.setattr(app_module, "STATIC", tmp_path / "not-built")
+    with TestClient(create_app(Settings(data_dir=tmp_path / "data"), run_worker=False)) as fresh:
+        for path in ("/static/app.js", "/static/", "/static/x/y.css"):
+            assert_error(fresh.get(path), 404, "not_found")
 
 
 def test_a_deleted_worlds_idempotency_key_is_gone_not_replayed(client: TestClient) -> None:  # noqa: F811
@@ -182,3 +184,24 @@ def test_queued_worlds_show_their_place_in_the_queue(client: TestClient) -> None
 def test_a_preview_request_cannot_have_a_panorama_already(client: TestClient) -> None:  # noqa: F811
     error = assert_error(submit(client, stage="panorama", source_world_id="0" * 32), 422, "invalid_request")
     assert "stage" in json.dumps(error)
+
+
+def test_unfinished_headers_close_the_connection(tmp_path: Path) -> None:
+    """uvicorn alone waits forever for the rest of a request's headers; `worldgen serve` runs it
+    with a protocol that closes such a connection after the body timeout, and still serves the
+    next connection and keep-alive requests."""
+    from worldgen.api.header_timeout import header_timeout_protocol
+
+    app = create_app(Settings(data_dir=tmp_path / "data"), run_worker=False)
+    with app_in_thread(app, http=header_timeout_protocol(1.0)) as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            started = time.monotonic()
+            assert connection.recv(65536) == b""  # closed by the server
+            assert 0.8 < time.monotonic() - started < 5
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            for _ in range(2):  # two requests on one connection, the second after a pause
+                connection.sendall(request)
+                assert connection.recv(65536).startswith(b"HTTP/1.1 200")
+                time.sleep(0.5)

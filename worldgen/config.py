@@ -57,7 +57,11 @@ class Settings(BaseSettings):
     webhook_retry_hours: float = Field(24.0, gt=0, description="How long a failing webhook is retried.")
     webhook_backoff_seconds: float = Field(5.0, gt=0, description="First retry delay (doubling, at most 1 h).")
     max_json_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body other than an upload (413).")
-    body_timeout_seconds: float = Field(30.0, gt=0, description="A request body silent this long mid-way gets 408.")
+    body_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="A request body silent this long mid-way gets 408; unfinished headers, a closed connection.",
+    )
     upload_max_bytes: int = Field(20 * 1024 * 1024, description="Largest PNG/JPEG upload.")
     upload_max_npy_bytes: int = Field(64 * 1024 * 1024, description="Largest .npy distance-map upload.")
     download_url_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600, description="Lifetime of presigned URLs.")

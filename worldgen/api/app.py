@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -76,7 +77,14 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True, lis
 class PageFiles(StaticFiles):
     """The page's built files; 404 (not 500) for every path while the page is not built."""
 
+    def built(self) -> bool:
+        return self.directory is not None and Path(self.directory).is_dir()
+
+    async def check_config(self) -> None:
+        if self.built():  # Starlette's check raises (a 500) for a missing directory
+            await super().check_config()
+
     async def get_response(self, path: str, scope: Scope) -> Response:
-        if not STATIC.is_dir():
+        if not self.built() and scope["method"] in ("GET", "HEAD"):  # other methods: Starlette's 405
             raise HTTPException(404, f"the page is not built ({path} not found): run scripts/bootstrap")
         return await super().get_response(path, scope)

@@ -57,6 +57,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from worldgen.api.app import create_app
     from worldgen.api.auth import is_loopback
+    from worldgen.api.header_timeout import header_timeout_protocol
     from worldgen.errors import WorldgenError
 
     settings = Settings()
@@ -67,7 +68,8 @@ def _serve(args: argparse.Namespace) -> int:
             code="configuration",
         )
     app = create_app(settings, run_worker=not args.no_worker, listen_host=args.host)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=5)
+    http = header_timeout_protocol(settings.body_timeout_seconds)  # headers must arrive in time too
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=5, http=http)
     return 0
 
 
