@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -96,3 +97,19 @@ def app_in_thread(app: object, **config: object) -> Iterator[int]:
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+def read_response(connection: socket.socket, response: bytes = b"") -> tuple[int, dict]:
+    """Read a raw HTTP response with a JSON body (after `response`, what already arrived)."""
+    connection.settimeout(5)
+    try:
+        while not (b"\r\n\r\n" in response and response.rstrip().endswith(b"}")):
+            data = connection.recv(65536)
+            if not data:
+                break
+            response += data
+    except (TimeoutError, ConnectionResetError):
+        pass
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 "), response[:200]
+    return int(head.split()[1]), json.loads(body)

@@ -4,7 +4,6 @@ lying .npy headers, server paths in messages and ids that must never reach the d
 from __future__ import annotations
 
 import io
-import json
 import socket
 import struct
 import tempfile
@@ -20,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.helpers import app_in_thread
+from tests.helpers import app_in_thread, read_response
 from tests.test_api import assert_error, png
 from worldgen.api.app import create_app
 from worldgen.config import Settings
@@ -64,21 +63,6 @@ FORM = {"content-type": "multipart/form-data; boundary=b0undary"}
 def live_server(settings: Settings) -> Iterator[int]:
     with app_in_thread(create_app(settings, run_worker=False)) as port:
         yield port
-
-
-def read_response(connection: socket.socket, response: bytes = b"") -> tuple[int, dict]:
-    connection.settimeout(5)
-    try:
-        while not (b"\r\n\r\n" in response and response.rstrip().endswith(b"}")):
-            data = connection.recv(65536)
-            if not data:
-                break
-            response += data
-    except (TimeoutError, ConnectionResetError):
-        pass
-    head, _, body = response.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 "), response[:200]
-    return int(head.split()[1]), json.loads(body)
 
 
 def stream_upload(port: int, magic: bytes, total: int) -> tuple[int, dict, int]:

@@ -70,6 +70,7 @@ async def _answer(send: Send, status: int, code: str, message: str, details: Any
     import json
 
     body = json.dumps(error_body(code, message, details))
-    headers: list[Any] = [(b"content-type", b"application/json"), (b"connection", b"close")]
+    headers: list[Any] = [(b"content-type", b"application/json"), (b"connection", b"close"),
+                          (b"content-length", str(len(body.encode())).encode())]  # fmt: skip
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body.encode()})
