@@ -87,7 +87,12 @@ class Settings(BaseSettings):
 
     @property
     def resolved_models_dir(self) -> Path:
-        return self.models_dir if self.models_dir is not None else self.data_dir / "models"
+        """WORLDGEN_MODELS_DIR; else DATA_DIR/models, or DATA_DIR/tiny-models (what scripts/serve writes)
+        where only that one exists."""
+        if self.models_dir is not None:
+            return self.models_dir
+        models, tiny = self.data_dir / "models", self.data_dir / "tiny-models"
+        return tiny if not models.exists() and tiny.is_dir() else models
 
     @property
     def resolved_database_url(self) -> str:

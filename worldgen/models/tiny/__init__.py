@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from worldgen.defaults import write_tiny_marker
 from worldgen.models.registry import get_spec
 from worldgen.models.tiny.esrgan import write_esrgan
 from worldgen.models.tiny.flux import tiny_transformer_config, write_flux_folder
@@ -51,6 +52,7 @@ def make_tiny(root: Path, seed: int = 0) -> list[Path]:
     zim = root / get_spec("zim").relative_dir
     write_zim(zim / "zim_vit_l_2092", _generator(seed, 500))
     written += [moge, esrgan, dino, zim]
+    write_tiny_marker(root, seed)
     return written
 
 
