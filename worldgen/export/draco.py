@@ -10,7 +10,7 @@ trimesh's `export_draco`, i.e. `draco_encoder -qp 28` (lossless at float32 preci
 than doubles the file (a noisy 3840×1920 layer: 71 MB at 28 bits, 32 MB at 14) to remove an error
 of L / (2¹⁴ − 1) / 2 per axis over an extent L (≈ 0.2 mm on a 6 m room, 3 mm on 100 m) that no
 viewer can show. Draco is the small-download format; `bits=28` gives the reference's file.
-Compression level 7 as the reference.
+Compression level 7 as the reference. Colours: PLY/DRC: sRGB bytes by convention, the PLY's (glTF: linear).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Binary little-endian PLY with per-vertex colours, written with numpy structured arrays."""
+"""Binary little-endian PLY, numpy structured arrays. Colours: PLY/DRC: sRGB bytes by convention (glTF: linear)."""
 
 from __future__ import annotations
 
