@@ -104,6 +104,46 @@ def test_malformed_bodies(client: TestClient) -> None:
     assert_error(client.post("/v1/worlds", json=["a list"]), 422)
 
 
+@pytest.mark.parametrize(
+    ("body", "what", "line", "column"),
+    [
+        (b'{"prompt": "a lake", }', "Expecting property name enclosed in double quotes", 1, 22),
+        (b'{\n  "prompt": "a lake"\n  "seed": 7\n}', "Expecting ',' delimiter", 3, 3),
+        (b'{"prompt": "a lake"', "Expecting ',' delimiter", 1, 20),
+        (b"{not json", "Expecting property name enclosed in double quotes", 1, 2),
+    ],
+)
+def test_a_json_syntax_error_says_where(client: TestClient, body: bytes, what: str, line: int, column: int) -> None:
+    """Not a field named after the byte offset (it was `"field": "123"`): what, line and column."""
+    for path in ("/v1/worlds", "/v1/session"):
+        error = assert_error(client.post(path, content=body, headers={"content-type": "application/json"}), 422)
+        assert error["code"] == "invalid_json", error
+        assert error["message"] == f"request body is not valid JSON: {what} at line {line} column {column}"
+        assert error["details"]["line"] == line and error["details"]["column"] == column
+        assert "fields" not in error["details"]
+        try:
+            json.loads(body)
+        except json.JSONDecodeError as exc:  # the same place Python's own parser names
+            assert (exc.lineno, exc.colno, exc.msg) == (line, column, what)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", None, "application/x-www-form-urlencoded"])
+def test_a_json_body_without_its_content_type_gets_a_hint(client: TestClient, content_type: str | None) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    response = client.post("/v1/worlds", content=json.dumps({"prompt": "a lake"}).encode(), headers=headers)
+    error = assert_error(response, 415, "unsupported_media_type")
+    assert (
+        "send Content-Type: application/json" in error["message"]
+        and (content_type or "no Content-Type") in error["message"]
+    )
+    charset = client.post(
+        "/v1/worlds", content=b'{"prompt": "a"}', headers={"content-type": "application/json; charset=utf-8"}
+    )
+    assert charset.status_code == 202, charset.text
+    # uploads stay multipart
+    assert client.post("/v1/uploads", files={"file": ("photo.png", png(), "image/png")}).status_code == 201
+
+
 def test_idempotency_key(client: TestClient) -> None:
     first = client.post("/v1/worlds", json={"prompt": "a lake"}, headers={"Idempotency-Key": "abc"})
     again = client.post("/v1/worlds", json={"prompt": "a lake"}, headers={"Idempotency-Key": "abc"})
@@ -181,7 +221,9 @@ def test_artifacts(client: TestClient) -> None:
     store.transition(job, JobStatus.SUCCEEDED, artifacts=[entry])
     listing = client.get(f"/v1/worlds/{job}/artifacts").json()["items"]
     url = f"/v1/worlds/{job}/artifacts/manifest.json"
-    assert listing == [{**entry, "url": url, "download_url": None, "expires_at": None}]  # local: no presigning
+    text = {"title": "Manifest", "group": "data", "description": listing[0]["description"]}
+    assert "timings" in text["description"]
+    assert listing == [{**entry, **text, "url": url, "download_url": None, "expires_at": None}]  # local: no presigning
     download = client.get(f"/v1/worlds/{job}/artifacts/manifest.json")
     assert download.status_code == 200 and download.headers["x-checksum-sha256"] == info.sha256
     assert_error(client.get(f"/v1/worlds/{job}/artifacts/world.glb"), 404)
@@ -265,16 +307,22 @@ def test_world_events_until_terminal(client: TestClient) -> None:
         store.transition(job, JobStatus.SUCCEEDED)
 
     threading.Thread(target=drive, daemon=True).start()
-    statuses, progress = [], []
+    statuses, progress, events, sizes = [], [], [], []
     with client.stream("GET", f"/v1/worlds/{job}/events") as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
         for line in stream.iter_lines():
             if line.startswith("data: ") and line != "data: {}":
                 event = json.loads(line[6:])
+                events.append(event)
+                sizes.append(len(line))
                 statuses.append(event["status"])
                 progress.append(event["progress"])
     assert statuses[0] == "queued" and statuses[-1] == "succeeded" and "running" in statuses
     assert progress == sorted(progress) and progress[-1] == pytest.approx(1.0)
+    # the request (which never changes) comes once, in the first event; GET keeps it
+    request = client.get(f"/v1/worlds/{job}").json()["request"]
+    assert events[0]["request"] == request and all("request" not in event for event in events[1:])
+    assert max(sizes[1:]) < sizes[0] - len(json.dumps(request, separators=(",", ":"))) + 100, sizes
 
 
 def test_list_level_events(client: TestClient) -> None:
@@ -288,15 +336,22 @@ def test_list_level_events(client: TestClient) -> None:
         store.request_cancel(first)
         store.request_cancel(second)
 
+    with_request: list[tuple[str, bool]] = []
     with client.stream("GET", "/v1/events") as stream:
         threading.Thread(target=drive, daemon=True).start()
         for line in stream.iter_lines():
             if line.startswith("data: ") and line != "data: {}":
                 event = json.loads(line[6:])
                 seen.append((event["id"], event["status"]))
+                with_request.append((event["id"], "request" in event))
                 if sum(status == "canceled" for _, status in seen) == 2:
                     break
     assert (first, "canceled") in seen and len({job for job, _ in seen}) == 2
+    # as the world's own stream: a world's first event on this stream has the request, later ones not
+    firsts = {job: index for index, (job, _) in reversed(list(enumerate(with_request)))}
+    assert [has for index, (job, has) in enumerate(with_request)] == [firsts[job] == index for index, (job, _) in
+                                                                       enumerate(with_request)]  # fmt: skip
+    assert len(with_request) > len(firsts)  # some later events, without it
 
 
 def test_health_ready_metrics(client: TestClient) -> None:
@@ -308,11 +363,11 @@ def test_health_ready_metrics(client: TestClient) -> None:
     assert "worldgen_stage_duration_seconds" in text
 
 
-def _finished_world(client: TestClient, height: int = 64) -> str:
+def _finished_world(client: TestClient, height: int = 64, **body: object) -> str:
     """A succeeded world with a stored panorama.png (as a worker would leave it)."""
     store, storage = store_of(client), client.app.state.worldgen.storage
-    job = submit(client, height=height, seed=11).json()["id"]
-    store.claim("w", "local")
+    job = submit(client, **{"height": height, "seed": 11, **body}).json()["id"]
+    store.transition(job, JobStatus.STARTING)  # this one, whatever else is queued
     store.transition(job, JobStatus.RUNNING)
     info = storage.put_stream(f"worlds/{job}/panorama.png", io.BytesIO(png(2 * height, height)))
     entry = {"name": "panorama.png", "size": info.size, "sha256": info.sha256, "content_type": "image/png"}
@@ -331,6 +386,56 @@ def test_relayering_a_finished_world(client: TestClient) -> None:
     assert job.status_code == 202, job.text
     assert job.json()["seed"] == 11  # the source world's seed
     assert job.json()["request"]["objects_fg2"][0]["box"] == [110.0, 5.0, 140.0, 30.0]
+
+
+SOURCE = {
+    "prompt": "a harbour", "negative_prompt": "fog", "true_cfg_scale": 2.0, "scene": "indoor",
+    "formats": ["glb", "drc"], "precision": "fp32", "steps": 7, "guidance": 12.0, "step_cache": "first-block",
+    "vae_mode": "reference", "depth_compression": False, "inpaint_seed": 3, "labels_fg1": ["boat"],
+    "labels_fg2": ["crane"],
+}  # fmt: skip
+BOX = {"objects_fg1": [{"label": "tree", "box": [10, 5, 40, 30]}]}
+
+
+def test_relayering_takes_what_it_leaves_out_from_the_source(client: TestClient) -> None:
+    """Formats (Draco was lost), scene, steps, precision, … come from the source world; labels, boxes,
+    inputs and the stage do not; what the request sets wins."""
+    source = _finished_world(client, height=64, **SOURCE)
+    world = client.post("/v1/worlds", json={"source_world_id": source, **BOX})
+    assert world.status_code == 202, world.text
+    request = world.json()["request"]
+    assert {k: request[k] for k in SOURCE if not k.startswith("labels")} == {
+        k: v for k, v in SOURCE.items() if not k.startswith("labels")
+    }
+    assert request["labels_fg1"] == request["labels_fg2"] == [] and request["objects_fg1"] == BOX["objects_fg1"]
+    assert (request["seed"], request["height"], request["stage"], request["layered"]) == (11, 64, "world", True)
+    mine = {"formats": ["ply"], "scene": "outdoor", "steps": 2, "seed": 5, "inpaint_seed": 25}
+    request = client.post("/v1/worlds", json={"source_world_id": source, **BOX, **mine}).json()["request"]
+    assert {k: request[k] for k in mine} == mine and request["guidance"] == 12.0
+
+
+def test_relayering_keeps_a_single_layer_only_without_objects(client: TestClient) -> None:
+    flat = _finished_world(client, layered=False)
+    relayered = client.post("/v1/worlds", json={"source_world_id": flat, **BOX}).json()["request"]
+    assert relayered["layered"] is True  # objects are layers
+    preview = _finished_world(client, stage="panorama", layered=False, formats=["glb", "drc"])
+    refined = client.post("/v1/worlds", json={"source_world_id": preview}).json()["request"]
+    assert (refined["layered"], refined["formats"], refined["stage"]) == (False, ["glb", "drc"], "world")
+
+
+def test_relayering_a_finished_world_needs_a_box_or_a_label(client: TestClient) -> None:
+    """Re-layering a world without a box or a label made the same world again; a preview becomes a
+    world without them (preview → refine)."""
+    source = _finished_world(client)
+    error = assert_error(client.post("/v1/worlds", json={"source_world_id": source}), 422, "invalid_request")
+    assert [f["field"] for f in error["details"]["fields"]] == ["objects_fg1"]
+    assert "draw a box" in error["message"] and "labels_fg1" in error["message"]
+    also = assert_error(client.post("/v1/worlds", json={"source_world_id": source, "layered": False}), 422)
+    assert also["details"]["fields"][0]["field"] == "objects_fg1"
+    labelled = client.post("/v1/worlds", json={"source_world_id": source, "labels_fg2": ["bench"]})
+    assert labelled.status_code == 202, labelled.text
+    preview = _finished_world(client, stage="panorama")
+    assert client.post("/v1/worlds", json={"source_world_id": preview}).status_code == 202
 
 
 @pytest.mark.parametrize(

@@ -160,3 +160,28 @@ def test_retry_or_fail_uses_attempts(store: JobStore) -> None:
     store.transition(job_id, JobStatus.RUNNING)
     failed = lifecycle.retry_or_fail(store, job_id, "worker_lost", "gone again")
     assert failed.status is JobStatus.FAILED and failed.error_code == "worker_lost"
+
+
+def test_a_canceled_world_says_where_it_stopped(store: JobStore) -> None:
+    """Not "canceled: canceled": the stage (and how far) it stopped in, or that it never started."""
+    running = job_in(store, JobStatus.RUNNING)
+    store.record_progress(running, stage="layers", progress=0.634, message="sky: step 2/4")
+    lifecycle.cancel(store, running)
+    ended = lifecycle.finish_canceled(store, running)
+    assert (ended.error_code, ended.error_message) == ("canceled", "canceled by request during layers (63 %)")
+    starting = job_in(store, JobStatus.STARTING)
+    lifecycle.cancel(store, starting)
+    assert lifecycle.finish_canceled(store, starting).error_message == "canceled before it started"
+    queued = job_in(store, JobStatus.QUEUED)
+    assert lifecycle.cancel(store, queued).error_message == "canceled before it started"
+    lost = job_in(store, JobStatus.RUNNING)  # its worker is lost while it is being canceled
+    store.record_progress(lost, stage="depth", progress=0.8, message=None)
+    lifecycle.cancel(store, lost)
+    ended = store.requeue_or_fail(lost, code="worker_lost", message="gone")
+    assert (ended.status, ended.error_code, ended.error_message) == (
+        JobStatus.CANCELED, "canceled", "canceled by request during depth (80 %)"
+    )  # fmt: skip
+    explicit = job_in(store, JobStatus.CANCELING)
+    assert lifecycle.finish_canceled(store, explicit, "stopped by the operator").error_message == (
+        "stopped by the operator"
+    )

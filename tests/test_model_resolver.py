@@ -28,6 +28,8 @@ def test_missing_model_names_path_and_command(tmp_path: Path) -> None:
     assert str(tmp_path / "black-forest-labs/FLUX.1-dev/model_index.json") in message
     assert f"worldgen models download flux-dev --dir {tmp_path}" in message
     assert "HF_TOKEN" in message
+    # and how to try the service without the (gated, 70 GB) weights
+    assert "`worldgen models make-tiny DIR` and set WORLDGEN_MODELS_DIR=DIR (or --models-dir DIR)" in message
 
 
 def test_unknown_model_is_a_clear_error(tmp_path: Path) -> None:

@@ -80,7 +80,13 @@ def test_every_status_a_route_or_middleware_answers_is_documented(spec: dict[str
         if "{world_id}" in path:
             assert {"404", "410"} <= set(responses), (method, path)
     paths = spec["paths"]
-    assert {"409", "410", "413", "422", "429"} <= set(paths["/v1/worlds"]["post"]["responses"])
+    assert {"409", "410", "413", "415", "422", "429"} <= set(paths["/v1/worlds"]["post"]["responses"])
+    assert "invalid_json" in paths["/v1/worlds"]["post"]["responses"]["422"]["description"]
+    assert "Content-Type: application/json" in paths["/v1/worlds"]["post"]["responses"]["415"]["description"]
+    archive = paths["/v1/worlds/{world_id}/archive"]["get"]["responses"]
+    assert list(archive["200"]["content"]) == ["application/zip"] and "Content-Disposition" in archive["200"]["headers"]
+    assert {"404", "409", "410"} <= set(archive)
+    assert "200" in paths["/v1/info"]["get"]["responses"] and "422" not in paths["/v1/info"]["get"]["responses"]
     assert "idempotency_conflict" in paths["/v1/worlds"]["post"]["responses"]["409"]["description"]
     assert "422" in paths["/v1/worlds"]["get"]["responses"]
     assert "409" in paths["/v1/worlds/{world_id}/cancel"]["post"]["responses"]

@@ -117,7 +117,7 @@ def test_cancel_stops_within_one_step(cpu_runtime: ModelRuntime, forward_calls: 
     progress = Progress()
 
     def sink(stage: str, fraction: float, message: str | None) -> None:
-        if stage == "panorama" and fraction >= 2 / 10:
+        if stage == "panorama" and message == "step 2/10":
             progress.cancel.cancel()
 
     progress.sink = sink

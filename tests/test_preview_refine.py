@@ -4,6 +4,9 @@ does not generate the panorama again."""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,7 +46,17 @@ def test_preview_then_refine(service) -> None:
     world = client.get(f"/v1/worlds/{refined['id']}").json()
     assert world["status"] == "succeeded", world
     assert "panorama" not in world["timings_s"] and "depth" in world["timings_s"]  # not generated again
-    names = {a["name"] for a in client.get(f"/v1/worlds/{refined['id']}/artifacts").json()["items"]}
-    assert {"world.glb", "mesh_layer0.ply", "panorama.png"} <= names
+    listing = client.get(f"/v1/worlds/{refined['id']}/artifacts").json()
+    items = {a["name"]: a for a in listing["items"]}
+    assert {"world.glb", "mesh_layer0.ply", "panorama.png"} <= set(items)
     panorama = [client.get(f"/v1/worlds/{w}/artifacts/panorama.png").content for w in (preview["id"], refined["id"])]
     assert panorama[0] == panorama[1]
+    # what the preview left out comes from it (its steps, its prompt); the layer is named from the manifest
+    assert (world["request"]["steps"], world["request"]["prompt"]) == (2, "a harbour at dusk")
+    assert items["mesh_layer0.ply"]["title"] == "Background mesh (PLY)" and items["world.glb"]["group"] == "world"
+    archive = client.get(listing["archive_url"])
+    assert archive.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as files:
+        folder = f"a-harbour-at-dusk-{refined['id']}"
+        for name, item in items.items():
+            assert hashlib.sha256(files.read(f"{folder}/{name}")).hexdigest() == item["sha256"], name

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from worldgen.defaults import TINY_MARKER
 from worldgen.models.registry import MODELS
 from worldgen.models.resolver import missing_files
 from worldgen.models.tiny import make_tiny
@@ -48,6 +49,7 @@ EXPECTED_FILES = sorted(
         for name in ("PanoDiT-Text", "PanoDiT-Image", "PanoInpaint-Scene", "PanoInpaint-Sky")
     ]
     + ["Ruicheng/moge-vitl/model.pt", "xinntao/Real-ESRGAN/RealESRGAN_x2plus.pth"]
+    + [TINY_MARKER]  # says these are the noise-making twins (the service's defaults and /v1/info read it)
     + [f"naver-iv/zim-anything-vitl/zim_vit_l_2092/{f}.onnx" for f in ("encoder", "decoder")]
     + [
         f"IDEA-Research/grounding-dino-tiny/{f}"

@@ -73,7 +73,7 @@ def test_panorama_only_runs_depth(cpu_runtime: ModelRuntime, tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["a lake", "--distance", "d.npy"], "needs the panorama_upload_id"),
+        (["a lake", "--distance", "d.npy"], "--distance needs the --panorama"),  # the CLI names its flags
         (["--panorama", "missing.png"], "file not found"),
         ([], "prompt must not be blank"),
     ],

@@ -41,15 +41,33 @@ from worldgen.stages.text_to_panorama import PREFETCH as TEXT_PANORAMA_MODELS
 from worldgen.stages.text_to_panorama import text_to_panorama
 from worldgen.stages.world_mesh import Layer, build_meshes
 
-# Share of the overall progress bar per stage (normalised over the stages a request runs).
+# Each stage's share of the overall progress bar, in rough units of work on a GPU at full size
+# (one panorama's sampling = 1); normalised over the stages a request runs. The layers' inpainting
+# passes (true CFG: two transformer passes a step) and the depth estimates count one each.
 STAGE_WEIGHTS = {
-    Stage.LOADING_MODELS: 0.05,
-    Stage.PANORAMA: 0.5,
-    Stage.LAYERS: 0.15,
-    Stage.DEPTH: 0.12,
-    Stage.MESH: 0.08,
-    Stage.EXPORT: 0.1,
+    Stage.LOADING_MODELS: 0.15,
+    Stage.PANORAMA: 1.0,
+    Stage.LAYERS: 0.1,
+    Stage.DEPTH: 0.15,
+    Stage.MESH: 0.1,
+    Stage.EXPORT: 0.3,
 }
+INPAINT_PASS_WEIGHT = 1.5
+DEPTH_ESTIMATE_WEIGHT = 0.15
+
+
+def stage_weights(request: WorldRequest, stages: list[Stage]) -> dict[Stage, float]:
+    """The share of each of `stages` for this request: the layers stage grows with its inpainting
+    passes (fg1, fg2, the sky outdoors), the depth stage with its estimates (up to three)."""
+    weights = {stage: STAGE_WEIGHTS[stage] for stage in stages}
+    if Stage.LAYERS in weights:
+        wanted = [layer for layer in ("fg1", "fg2") if getattr(request, f"labels_{layer}")
+                  or getattr(request, f"objects_{layer}")]  # fmt: skip
+        passes = len(wanted) + (request.scene == "outdoor")
+        weights[Stage.LAYERS] += INPAINT_PASS_WEIGHT * passes
+        if Stage.DEPTH in weights:
+            weights[Stage.DEPTH] = DEPTH_ESTIMATE_WEIGHT * (1 + len(wanted))
+    return weights
 
 
 @dataclass
@@ -75,12 +93,14 @@ class StagePlan:
 
     stages: list[Stage]
     sink: Any
+    weights: dict[Stage, float] = field(default_factory=dict)
+    """Each stage's share (default: STAGE_WEIGHTS)."""
     timings: dict[str, float] = field(default_factory=dict)
     _overall: float = 0.0
 
     def report(self, stage: str, fraction: float, message: str | None) -> None:
         key = Stage(stage)
-        weights = {s: STAGE_WEIGHTS[s] for s in self.stages}
+        weights = {s: self.weights.get(s, STAGE_WEIGHTS.get(s, 0.0)) for s in self.stages}
         total = sum(weights.values())
         before = sum(weights[s] for s in self.stages[: self.stages.index(key)]) if key in weights else 0.0
         overall = (before + weights.get(key, 0.0) * fraction) / total
@@ -171,7 +191,8 @@ def _generate(
     inputs = inputs or WorldInputs()
     runtime.begin_job()
     out_dir.mkdir(parents=True, exist_ok=True)
-    plan = StagePlan(plan_for(request, until), progress.sink)
+    stages = plan_for(request, until)
+    plan = StagePlan(stages, progress.sink, stage_weights(request, stages))
     staged = Progress(sink=plan.report, cancel=progress.cancel, warnings=progress.warnings)
     started = time.perf_counter()
     runtime.prefetch(*models_ahead(request, until))
@@ -193,7 +214,9 @@ def _generate(
     meshes: list[Mesh] = []
     if until == "panorama":
         with plan.timed(Stage.EXPORT):
+            staged.update(Stage.EXPORT, 0.0, "panorama.png")
             export_panorama(out_dir, panorama)
+            staged.update(Stage.EXPORT, 1.0, "done")
     else:
         meshes = _world(request, runtime, out_dir, staged, inputs, plan, panorama)
     return _write_manifest(request, runtime, out_dir, progress, plan, started, panorama_settings, meshes)

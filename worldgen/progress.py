@@ -7,7 +7,7 @@ container, DELETE/cancel in the API) makes the next check raise `Cancelled`.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -28,6 +28,19 @@ class Stage(StrEnum):
 
 ProgressSink = Callable[[str, float, str | None], None]
 """(stage, fraction 0..1 within the stage, optional message)."""
+
+UPLOAD_SHARE = 0.04
+"""The share of a job's overall progress that uploading its files takes (after the pipeline's)."""
+
+
+def before_upload(fraction: float) -> float:
+    """A pipeline's overall fraction as the job's: the last UPLOAD_SHARE is the upload's."""
+    return min(max(fraction, 0.0), 1.0) * (1 - UPLOAD_SHARE)
+
+
+def uploading(done: int, total: int) -> float:
+    """The job's overall fraction once `done` of `total` files are uploaded."""
+    return before_upload(1.0) + UPLOAD_SHARE * (done / total if total else 1.0)
 
 
 class CancelToken:
@@ -64,6 +77,31 @@ class Progress:
 
     def update(self, stage: str, fraction: float, message: str | None = None) -> None:
         self.sink(stage, min(max(fraction, 0.0), 1.0), message)
+
+    def span(self, stage: str, start: float, end: float, label: str | None = None) -> Progress:
+        """A Progress for one part of `stage`: its fractions 0..1 of `stage` land in start..end of
+        this one's, and its messages read "label: message" (other stages pass through unchanged).
+        Cancel token and warnings are shared."""
+
+        def sink(reported: str, fraction: float, message: str | None) -> None:
+            if reported == stage:
+                fraction = start + (end - start) * min(max(fraction, 0.0), 1.0)
+                if label:
+                    message = f"{label}: {message}" if message else label
+            self.update(reported, fraction, message)
+
+        return Progress(sink=sink, cancel=self.cancel, warnings=self.warnings)
+
+    def parts(self, stage: str, weights: Sequence[float], labels: Sequence[str | None] | None = None) -> list[Progress]:
+        """`stage` cut into consecutive spans in proportion to `weights` (one Progress each)."""
+        total = float(sum(weights)) or 1.0
+        labels = list(labels) if labels is not None else [None] * len(weights)
+        spans, start = [], 0.0
+        for weight, label in zip(weights, labels, strict=True):
+            end = min(1.0, start + weight / total)
+            spans.append(self.span(stage, start, end, label))
+            start = end
+        return spans
 
     def check(self) -> None:
         self.cancel.check()

@@ -94,9 +94,15 @@ class WorldRequest(BaseModel):
     )
     precision: Precision = Precision.AUTO
     height: int = Field(
-        DEFAULT_HEIGHT, ge=MIN_HEIGHT, le=MAX_HEIGHT, description="Panorama height; width = 2 × height."
+        DEFAULT_HEIGHT,
+        ge=MIN_HEIGHT,
+        le=MAX_HEIGHT,
+        description="Panorama height; width = 2 × height. Left out: 960, or 128 where the server runs the tiny "
+        "test models (GET /v1/info says), or a given panorama's own.",
     )
-    steps: int = Field(50, ge=1, le=MAX_STEPS)
+    steps: int = Field(
+        50, ge=1, le=MAX_STEPS, description="Sampling steps. Left out: 50, or 4 with the tiny test models."
+    )
     guidance: float = Field(30.0, ge=0, le=100)
     step_cache: StepCache = StepCache.OFF
     vae_mode: VaeMode = Field(
@@ -114,7 +120,12 @@ class WorldRequest(BaseModel):
     )
     objects_fg1: list[BoxedObject] = Field(default_factory=list, max_length=MAX_OBJECTS)
     objects_fg2: list[BoxedObject] = Field(default_factory=list, max_length=MAX_OBJECTS)
-    source_world_id: str | None = Field(None, description="Re-layer this finished world's panorama (and seed).")
+    source_world_id: str | None = Field(
+        None,
+        description="Re-layer this finished world's panorama. Fields left out are taken from its request (formats, "
+        "scene, steps, precision, …; its seed too), except labels, boxes, inputs and webhook. A finished world "
+        "needs a box or a label to re-layer; a preview (stage: panorama) becomes a world without.",
+    )
     inpaint_seed: int = Field(25, ge=0, lt=SEED_LIMIT, description="Seed of the inpainting passes.")
     webhook_url: str | None = Field(
         None,

@@ -19,7 +19,7 @@ from worldgen.api import errors, openapi
 from worldgen.api.auth import BrowserGuard, auth_required, current_caller
 from worldgen.api.body_limit import BodyLimit
 from worldgen.api.rate_limits import RateLimits
-from worldgen.api.routes import events, integrations, page, session, system, uploads, webhooks, worlds
+from worldgen.api.routes import events, info, integrations, page, session, system, uploads, webhooks, worlds
 from worldgen.api.state import AppState
 from worldgen.api.webhooks import WebhookSender
 from worldgen.config import Settings, open_storage
@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True, lis
     app = FastAPI(title="worldgen", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     errors.install(app)
     openapi.install(app)  # a truthful schema; /docs and /redoc from local assets
-    for module in (worlds, webhooks, uploads, events):  # the public API: a caller, with a key where one is needed
+    for module in (worlds, webhooks, uploads, events, info):  # the public API: a caller, with a key where one is needed
         app.include_router(module.router, dependencies=[Depends(current_caller)])
     for module in (session, integrations, system, page):
         app.include_router(module.router)

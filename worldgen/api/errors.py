@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -57,6 +58,22 @@ def allowed_methods(request: Request) -> str | None:
     return ", ".join(sorted(methods)) or None
 
 
+def _is_json(request: Request) -> bool:
+    media_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
+
+
+def _invalid_json(error: Mapping[str, Any], body: Any) -> JSONResponse:
+    """A JSON syntax error: what and where (line and column, as Python's json counts them), no field."""
+    what = str((error.get("ctx") or {}).get("error") or "syntax error")
+    position = error["loc"][-1] if isinstance(error["loc"][-1], int) else 0
+    text = body if isinstance(body, str) else ""
+    line = text.count("\n", 0, position) + 1
+    column = position - text.rfind("\n", 0, position)
+    return _respond(422, "invalid_json", f"request body is not valid JSON: {what} at line {line} column {column}",
+                    {"line": line, "column": column, "position": position})  # fmt: skip
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -68,6 +85,15 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        syntax = next((e for e in exc.errors() if e["type"] == "json_invalid"), None)
+        if syntax is not None:
+            return _invalid_json(syntax, exc.body)
+        if isinstance(exc.body, bytes | bytearray) and exc.body and not _is_json(request):
+            # FastAPI reads a body as JSON only when it says so; any other body fails as "not an object".
+            sent = request.headers.get("content-type") or "no Content-Type"
+            return _respond(415, "unsupported_media_type",
+                            f"the request body must be JSON: send Content-Type: application/json (got {sent})",
+                            {"content_type": request.headers.get("content-type")})  # fmt: skip
         fields = [{"field": error_field(e), "message": error_message(e), "type": e["type"]} for e in exc.errors()]
         summary = "; ".join(f"{f['field'] or 'body'}: {f['message']}" for f in fields[:5])
         return _respond(422, "invalid_request", f"invalid request: {summary}", {"fields": fields})

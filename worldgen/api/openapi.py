@@ -6,7 +6,8 @@ know is added here, from what actually answers before or around it:
 - every path: 400 bad_host (api/auth.py BrowserGuard, the Host allow-list);
 - routes behind `current_caller`: 401 unauthorized and 429 rate_limited, and the optional Bearer key;
 - POST/PUT/PATCH/DELETE: 403 cross_site (BrowserGuard); these and any operation with a body:
-  408 request_timeout and 413 too_large (api/body_limit.py);
+  408 request_timeout and 413 too_large (api/body_limit.py); a JSON body: 415 when it is sent
+  without `Content-Type: application/json` (api/errors.py);
 - `{world_id}` paths: 404 not_found (unknown, or another key's) and 410 gone (deleted);
   `{upload_id}` paths: 404.
 
@@ -47,8 +48,9 @@ ERRORS: dict[int, str] = {
     409: "`conflict`",
     410: "`gone`",
     413: "`too_large`: the request body is over the limit (`details.limit` bytes)",
-    415: "`unsupported_media_type`",
-    422: "`invalid_request`: `details.fields` lists each field (`field`, `message`, `type`)",
+    415: "`unsupported_media_type`: a JSON body sent without `Content-Type: application/json`",
+    422: "`invalid_request`: `details.fields` lists each field (`field`, `message`, `type`); `invalid_json`: "
+    "the body is not valid JSON (`details.line`, `details.column`)",
     429: "`rate_limited`: too many requests with this key; `Retry-After` (also `details.retry_after`) says "
     "when to try again",
     503: "`not_ready`",
@@ -205,6 +207,8 @@ def _correct(operation: dict[str, Any], route: RouteContext, method: str, securi
         statuses |= {403, 408, 413}
     if "requestBody" in operation:
         statuses |= {408, 413}
+        if "application/json" in operation["requestBody"].get("content", {}):
+            statuses |= {415}  # errors.py: a body sent as anything else
     if "{world_id}" in path:
         statuses |= {404, 410}
     if "{upload_id}" in path:

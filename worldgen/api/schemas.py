@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -88,7 +88,16 @@ class JobList(BaseModel):
 
 
 class ArtifactOut(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     name: str
+    title: str
+    """What the file is, in a few words (e.g. "Background mesh (PLY)")."""
+    description: str
+    """What it holds and what opens it."""
+    group: Literal["world", "layer", "image", "data"]
+    """world: the whole world for a viewer; layer: one layer's mesh; image: panoramas, masks, the
+    thumbnail; data: arrays, JSON, the manifest."""
     size: int
     sha256: str
     content_type: str
@@ -100,8 +109,12 @@ class ArtifactOut(BaseModel):
 
 
 class ArtifactList(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     world_id: str
     items: list[ArtifactOut]
+    archive_url: str
+    """Every file in one .zip (GET; the world must have succeeded)."""
 
 
 class UploadOut(BaseModel):

@@ -29,10 +29,12 @@ from worldgen.backends.processes import ProcessRun, WarmServer, WorldRun, contai
 from worldgen.container.contract import ROOT_ENV, ContainerPaths, exit_failure
 from worldgen.container.serve import WORLD_LOG
 from worldgen.jobs import lifecycle
+from worldgen.jobs.artifacts import artifact_entry
 from worldgen.jobs.state import JobStatus, Stage
 from worldgen.jobs.store import Job, JobNotFound, JobStore, utcnow
 from worldgen.outputs import MANIFEST_FILE, read_json, write_json_atomic
 from worldgen.pipeline_inputs import SOURCE_WORLD_INPUT
+from worldgen.progress import before_upload, uploading
 from worldgen.storage import keys
 from worldgen.storage.base import ArtifactStore
 
@@ -200,7 +202,7 @@ class LocalWorker:
             if report is not None and report != last_report:
                 last_report = report
                 self.store.record_progress(
-                    job_id, stage=report.get("stage"), progress=float(report.get("progress") or 0.0),
+                    job_id, stage=report.get("stage"), progress=before_upload(float(report.get("progress") or 0.0)),
                     message=report.get("message"), warnings=report.get("warnings") or [],
                 )  # fmt: skip
             else:
@@ -233,21 +235,21 @@ class LocalWorker:
             code, message = exit_failure(returncode, text, report.get("stage") or job.stage)
             lifecycle.finish_failed(self.store, job_id, code, message)
             return
-        self.store.record_progress(job_id, stage=Stage.UPLOAD.value, progress=job.progress, message="uploading")
         artifacts = self._upload(job_id, paths)
         manifest = json.loads(paths.manifest_file.read_text())
         lifecycle.finish_succeeded(self.store, job_id, artifacts, manifest)
         log.info("job %s: succeeded (%d artifacts)", job_id, len(artifacts))
 
     def _upload(self, job_id: str, paths: ContainerPaths) -> list[dict]:
+        """The world's files (the manifest's list, then the manifest) into storage, with progress per file."""
         manifest = json.loads(paths.manifest_file.read_text())
         names = [entry["name"] for entry in manifest["files"]] + [MANIFEST_FILE]
         artifacts = []
-        for name in names:
+        for index, name in enumerate(names):
+            self.store.record_progress(job_id, stage=Stage.UPLOAD.value, progress=uploading(index, len(names)),
+                                       message=f"{name} ({index + 1}/{len(names)})")  # fmt: skip
             info = self.storage.put_file(keys.world_file(job_id, name), paths.output_dir / name)
-            artifacts.append(
-                {"name": name, "size": info.size, "sha256": info.sha256, "content_type": info.content_type}
-            )
+            artifacts.append(artifact_entry(name, info, manifest))
         return artifacts
 
     def _finish_failed(self, job_id: str, code: str, message: str) -> None:

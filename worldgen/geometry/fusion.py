@@ -18,6 +18,7 @@ taken on the grid padded with column 0 on the right, so column 0's vertical equa
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -251,13 +252,19 @@ class _Lsmr:
         }  # fmt: skip
 
 
-def _iterate_eagerly(solver: _Lsmr, state: State) -> State:
+IterationHook = Callable[[int], None]
+"""Called with the iteration count every CHECK_EVERY iterations (progress; may raise to stop)."""
+
+
+def _iterate_eagerly(solver: _Lsmr, state: State, hook: IterationHook | None = None) -> State:
     """Iterations one by one (the CPU), looking at the flag every CHECK_EVERY."""
     for _ in range(0, solver.max_iterations, CHECK_EVERY):
         for _ in range(CHECK_EVERY):
             state = solver.step(state)
         if bool(state["done"]):
             break
+        if hook is not None:
+            hook(int(state["iteration"]))
     return state
 
 
@@ -276,7 +283,7 @@ def _advance(solver: _Lsmr, state: State) -> None:
         state[key].copy_(value)
 
 
-def _iterate_in_graphs(solver: _Lsmr, state: State) -> State:
+def _iterate_in_graphs(solver: _Lsmr, state: State, hook: IterationHook | None = None) -> State:
     """`_advance` captured once as a CUDA graph and replayed until the solve stops: one launch
     instead of ≈ 150 small kernels per iteration (the solve is launch-bound)."""
     state = _static(state)
@@ -293,6 +300,8 @@ def _iterate_in_graphs(solver: _Lsmr, state: State) -> State:
         graph.replay()
         if bool(state["done"]):
             break
+        if hook is not None:
+            hook(int(state["iteration"]))  # the flag's read has already waited for the graph
     return state
 
 
@@ -303,12 +312,14 @@ def solve_log_distance(
     initial: np.ndarray | None = None,
     device: torch.device | str = "cpu",
     stats: dict[str, int] | None = None,
+    hook: IterationHook | None = None,
 ) -> np.ndarray:
     """Least-squares log-distance (H, W) by LSMR in torch, with scipy's defaults and stopping rules
     (atol = btol = 1e-5, conlim 1e8): MoGe stops its solve there, short of the exact optimum, so
     the same iterate is what reproduces the reference. The iterate freezes at the first iteration
     that meets a stopping rule, so checking every CHECK_EVERY iterations changes nothing.
-    `stats`, if given, receives the iteration count (scipy's `itn`)."""
+    `stats`, if given, receives the iteration count (scipy's `itn`); `hook` hears the iteration
+    count every CHECK_EVERY iterations."""
     dtype, device = torch.float64, torch.device(device)
     masks = {name: torch.as_tensor(valid, device=device).to(dtype) for name, (_, valid) in derivatives.items()}
     b = tuple(torch.as_tensor(derivatives[n][0], device=device).to(dtype) * masks[n] for n in ("x", "y", "laplacian"))
@@ -321,7 +332,7 @@ def solve_log_distance(
     if state is None:
         return x.cpu().numpy()
     iterate = _iterate_in_graphs if device.type == "cuda" else _iterate_eagerly
-    state = iterate(solver, state)
+    state = iterate(solver, state, hook)
     if stats is not None:
         stats["iterations"] = int(state["stopped_at"])
     return state["x"].cpu().numpy()
@@ -351,6 +362,37 @@ def lsmr_reference(
     return solution.reshape(height, width)
 
 
+FusionProgress = Callable[[float, str], None]
+"""(fraction 0..1 of the whole fusion, message)."""
+
+EXPECTED_ITERATIONS = (450, 230)
+"""Typical LSMR iterations of the coarsest level (from zero) and of a finer one (warm-started
+from the level below): only for progress, which the solve's own stopping rules do not know."""
+
+
+def fusion_levels(height: int, width: int) -> list[tuple[int, int]]:
+    """The (height, width) the solve runs at, coarsest first: halving until the longest side is ≤ 256."""
+    levels = [(height, width)]
+    while max(levels[-1]) > COARSEST_SIDE:
+        levels.append((levels[-1][0] // 2, levels[-1][1] // 2))
+    return levels[::-1]
+
+
+def _level_fraction(iteration: int, expected: int) -> float:
+    """How far a level's solve is, by its iteration count: linear to 0.8 at the expected count,
+    then slowly on towards 1 (the solve decides when it ends)."""
+    if iteration <= expected:
+        return 0.8 * iteration / expected
+    return 0.8 + 0.2 * (1 - math.exp(-(iteration - expected) / expected))
+
+
+def _level_hook(progress: FusionProgress, done: float, share: float, label: str, expected: int) -> IterationHook:
+    def hook(iteration: int) -> None:
+        progress(done + share * _level_fraction(iteration, expected), f"{label}, iteration {iteration}")
+
+    return hook
+
+
 def fuse_views(
     distances: np.ndarray,
     masks: np.ndarray,
@@ -358,14 +400,32 @@ def fuse_views(
     height: int,
     width: int,
     device: torch.device | str = "cpu",
+    progress: FusionProgress | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-view distances (N, r, r) with masks → panorama distance (H, W) and coverage mask."""
-    initial = None
-    if max(height, width) > COARSEST_SIDE:
-        coarse, _ = fuse_views(distances, masks, cameras, height // 2, width // 2, device)
-        initial = np.log(cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR))
+    """Per-view distances (N, r, r) with masks → panorama distance (H, W) and coverage mask,
+    solved coarse to fine. `progress` hears the fusion's fraction (by level and iteration) and
+    may raise to stop it."""
+    levels = fusion_levels(height, width)
+    work = [h * w * EXPECTED_ITERATIONS[min(i, 1)] for i, (h, w) in enumerate(levels)]
     log_views = np.log(np.clip(distances, 1e-6, None)).astype(np.float32)
-    values, visible = project_to_panorama(log_views, masks, cameras, height, width, device)
-    derivatives = observed_derivatives(values, visible, device)
-    log_distance = solve_log_distance(derivatives, height, width, initial, device)
-    return np.exp(log_distance).astype(np.float32), visible.any(dim=0).cpu().numpy()
+    fused: np.ndarray | None = None
+    visible: torch.Tensor | None = None
+    for index, (level_height, level_width) in enumerate(levels):
+        done = sum(work[:index]) / sum(work)
+        share = work[index] / sum(work)
+        label = f"fusing views, level {index + 1}/{len(levels)}" if len(levels) > 1 else "fusing views"
+        hook = None
+        if progress is not None:
+            progress(done, label)
+            hook = _level_hook(progress, done, share, label, EXPECTED_ITERATIONS[min(index, 1)])
+        initial = None
+        if fused is not None:
+            initial = np.log(cv2.resize(fused, (level_width, level_height), interpolation=cv2.INTER_LINEAR))
+        values, visible = project_to_panorama(log_views, masks, cameras, level_height, level_width, device)
+        derivatives = observed_derivatives(values, visible, device)
+        log_distance = solve_log_distance(derivatives, level_height, level_width, initial, device, hook=hook)
+        fused = np.exp(log_distance).astype(np.float32)
+    assert fused is not None and visible is not None
+    if progress is not None:
+        progress(1.0, "views fused")
+    return fused, visible.any(dim=0).cpu().numpy()

@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from worldgen.jobs.state import IllegalTransition, JobStatus, Stage
-from worldgen.jobs.store import Job, JobStore
+from worldgen.jobs.store import Job, JobStore, canceled_message
 
 ERROR_MESSAGE_LIMIT = 4000
 CANCELED_CODE = "canceled"
@@ -43,7 +43,9 @@ def cancel(store: JobStore, job_id: str) -> Job:
     return store.request_cancel(job_id)
 
 
-def finish_canceled(store: JobStore, job_id: str, message: str = "canceled") -> Job:
+def finish_canceled(store: JobStore, job_id: str, message: str | None = None) -> Job:
+    """The work stopped after a cancel (or never started): canceling → canceled, with `message`
+    (default: where it stopped, `canceled_message`)."""
     job = store.get(job_id)
     if job.status.terminal:
         return job
@@ -51,7 +53,9 @@ def finish_canceled(store: JobStore, job_id: str, message: str = "canceled") -> 
         return store.request_cancel(job_id)
     if job.status is not JobStatus.CANCELING:
         job = store.request_cancel(job_id)
-    return store.transition(job_id, JobStatus.CANCELED, error_code=CANCELED_CODE, error_message=message)
+    return store.transition(
+        job_id, JobStatus.CANCELED, error_code=CANCELED_CODE, error_message=message or canceled_message(job)
+    )
 
 
 def finish_failed(store: JobStore, job_id: str, code: str, message: str) -> Job:

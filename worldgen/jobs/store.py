@@ -100,6 +100,17 @@ class Job:
         return self.deleted_at is not None
 
 
+NOT_STARTED = "canceled before it started"
+
+
+def canceled_message(job: Job) -> str:
+    """Where a cancelled world stopped, in words: "canceled by request during depth (63 %)", or
+    NOT_STARTED when no stage had begun."""
+    if not job.stage or job.status is JobStatus.QUEUED:
+        return NOT_STARTED
+    return f"canceled by request during {job.stage} ({round(100 * job.progress)} %)"
+
+
 @dataclass(frozen=True)
 class Upload:
     id: str
@@ -409,7 +420,7 @@ class JobStore:
             check_transition(job_id, job.status, target)
             changes: dict[str, Any] = {"status": target.value}
             if target is JobStatus.CANCELED:
-                changes.update(finished_at=utcnow(), error_code="canceled", error_message="canceled before it started")
+                changes.update(finished_at=utcnow(), error_code="canceled", error_message=NOT_STARTED)
             return changes
 
         return self._update(job_id, mutate)
@@ -437,7 +448,8 @@ class JobStore:
                 return None
             if job.status is JobStatus.CANCELING:
                 check_transition(job_id, job.status, JobStatus.CANCELED)
-                return {"status": JobStatus.CANCELED.value, "finished_at": utcnow(), "worker_id": None}
+                return {"status": JobStatus.CANCELED.value, "finished_at": utcnow(), "worker_id": None,
+                        "error_code": "canceled", "error_message": canceled_message(job)}  # fmt: skip
             if refund or job.attempt < job.max_attempts:
                 check_transition(job_id, job.status, JobStatus.QUEUED)
                 return {

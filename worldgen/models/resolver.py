@@ -16,6 +16,12 @@ if TYPE_CHECKING:
     from worldgen.models.streaming import ModelStream
 
 
+TINY_MODELS_HINT = (
+    "Or, to try the service without weights: `worldgen models make-tiny DIR` and set WORLDGEN_MODELS_DIR=DIR "
+    "(or --models-dir DIR); the tiny random-weight test models make noise, not worlds."
+)
+
+
 @dataclass
 class ModelResolver:
     """Maps logical model names to folders under `root`.
@@ -55,7 +61,8 @@ class ModelResolver:
                 + (f" and {len(missing) - 1} more file(s)" if len(missing) > 1 else "")
                 + f". Fetch it with `worldgen models download {name} --dir {self.root}`"
                 + (" (gated on the hub: set HF_TOKEN)" if spec.gated else "")
-                + ", or set WORLDGEN_ALLOW_DOWNLOADS=1.",
+                + ", or set WORLDGEN_ALLOW_DOWNLOADS=1. "
+                + TINY_MODELS_HINT,
                 details={"model": name, "missing": [str(p) for p in missing]},
             )
         download(spec, self.root, token=self.hf_token)

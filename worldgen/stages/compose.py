@@ -84,13 +84,21 @@ def _compose(
     indoor_policy = indoor or images.sky_sr is None
     sky_dilated = _dilate(sky, SKY_DILATE) if sky is not None else np.zeros(images.full_sr.shape[:2], bool)
     foreground = np.logical_or(fg1, fg2) if fg1 is not None and fg2 is not None else fg1 if fg1 is not None else fg2
-    progress.update("depth", 0.0, "full panorama")
+    # The depth stage in parts: one per depth estimate (full panorama, fg2 layer, background), then
+    # compression and the sky.
+    both = fg1 is not None and fg2 is not None
+    full_part, fg2_part, background_part, finish = progress.parts(
+        "depth",
+        [0.0 if given is not None else 1.0, 1.0 if both else 0.0, 0.0 if foreground is None else 1.0, 0.05],
+        ["full panorama", "fg2 layer", "background", None],
+    )
+    full_part.update("depth", 0.0)
     if given is not None:
         height, width = images.full_sr.shape[:2]
         resized = cv2.resize(given, (width, height), interpolation=cv2.INTER_LINEAR)
         full = PanoramaDepth(resized.astype(np.float32), np.ones((height, width), bool), None)
     else:
-        full = estimate_depth(runtime, images.full_sr, progress, model=model)
+        full = estimate_depth(runtime, images.full_sr, full_part, model=model)
     layers: list[Layer] = []
     last = full
     if fg1 is not None:
@@ -99,10 +107,10 @@ def _compose(
         # fg2 alone: the reference meshes it from the full image's depth and colours.
         layers.append(_foreground("fg2", images.full_sr, full.distance, fg2, compression))
     elif fg2 is not None and fg1 is not None:
-        progress.update("depth", 0.3, "fg2 layer")
+        fg2_part.update("depth", 0.0)
         source = images.removed_sr.get("fg1", images.full_sr)
         last = estimate_depth(
-            runtime, source, progress, smooth_bottom=False, previous=full.views, changed=fg1, model=model
+            runtime, source, fg2_part, smooth_bottom=False, previous=full.views, changed=fg1, model=model
         )
         distance = match_scale(full.distance, last.distance, fg2 & ~fg1)
         layers.append(_foreground("fg2", source, distance, fg2, compression))
@@ -112,13 +120,14 @@ def _compose(
     if foreground is None:
         background = full.distance
     else:
-        progress.update("depth", 0.6, "background")
+        background_part.update("depth", 0.0)
         changed = fg2 if (fg1 is not None and fg2 is not None) else foreground
         estimate = estimate_depth(
-            runtime, background_image, progress, previous=last.views, changed=changed, model=model
+            runtime, background_image, background_part, previous=last.views, changed=changed, model=model
         )
         agree = ~_dilate(foreground, FG_DILATE) & ~sky_dilated
         background = match_scale(full.distance, estimate.distance, agree)
+    finish.update("depth", 0.0, "compressing the background" if compression else "layers in order")
     if compression:
         background = compress_background(background, background_mask, indoor=indoor_policy, foreground=fg_depths)
     layers.append(Layer("background", background_image, background, background_mask if sky is not None else None))

@@ -25,6 +25,8 @@ MODEL = "moge"
 DEPTH_MAX_WIDTH = 1920
 BOTTOM_SMOOTH_RATIO = 0.05
 FILL_QUANTILE = 0.999
+PREDICT_SHARE = 0.4
+"""The share of one estimate's progress that predicting all 12 views takes (the fusion the rest)."""
 
 
 @dataclass
@@ -59,7 +61,8 @@ def predict_views(
     indices: list[int],
     model=None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """MoGe on the views in `indices` (batched: all at once on a GPU, four at a time on a CPU)."""
+    """MoGe on the views in `indices` (batched: all at once on a GPU, four at a time on a CPU);
+    `progress` hears the depth stage's 0..1 over the batches."""
     if model is None:
         with hold_moge(runtime) as held:
             return predict_views(runtime, views, cameras, progress, indices, held)
@@ -73,7 +76,8 @@ def predict_views(
         distance, mask = predict_distance(model, images, cameras.fov_deg)
         distances[start : start + len(chosen)] = distance.cpu().numpy()
         masks[start : start + len(chosen)] = mask.cpu().numpy()
-        progress.update("depth", 0.8 * (start + len(chosen)) / len(indices), "predicting views")
+        done = start + len(chosen)
+        progress.update("depth", done / len(indices), f"predicting views {done}/{len(indices)}")
     return distances, masks
 
 
@@ -103,17 +107,28 @@ def estimate_depth(
         indices = views_to_predict(changed, cameras)
         keep = [i for i in range(len(cameras)) if i not in indices]
         distances[keep], masks[keep] = previous.distances[keep], previous.masks[keep]
+    # The views' share of the estimate, then the fusion's (on a CPU, the fusion is most of it).
+    share = PREDICT_SHARE * len(indices) / len(cameras)
+    predicting, fusing = progress.span("depth", 0.0, share), progress.span("depth", share, 0.97)
+    predicting.update("depth", 0.0, f"predicting views 0/{len(indices)}" if indices else "every view unchanged")
     if indices:
-        distances[indices], masks[indices] = predict_views(runtime, views, cameras, progress, indices, model)
-    progress.update("depth", 0.85, "fusing views")
-    fused, covered = fuse_views(distances, masks, cameras, work.shape[0], work.shape[1], runtime.device)
+        distances[indices], masks[indices] = predict_views(runtime, views, cameras, predicting, indices, model)
+
+    def fusion_progress(fraction: float, message: str) -> None:
+        fusing.check()  # a cancel stops the solve (minutes on a CPU)
+        fusing.update("depth", fraction, message)
+
+    fusing.update("depth", 0.0, "fusing views")
+    fused, covered = fuse_views(
+        distances, masks, cameras, work.shape[0], work.shape[1], runtime.device, progress=fusion_progress
+    )
     fused = fill_unmeasured(fused, covered)
     if work is not panorama:
         fused = cv2.resize(fused, (width, height), interpolation=cv2.INTER_LINEAR)
         covered = cv2.resize(covered.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
     if smooth_bottom:
         fused = smooth_bottom_rows(fused, BOTTOM_SMOOTH_RATIO)
-    progress.update("depth", 1.0, "done")
+    progress.update("depth", 1.0, "views fused")
     return PanoramaDepth(fused.astype(np.float32), covered, ViewDepths(distances, masks))
 
 

@@ -7,7 +7,7 @@ subprocesses, one per layer at once where the cores allow, while the GLBs are wr
 from __future__ import annotations
 
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import cv2
@@ -33,30 +33,55 @@ def export_world(
     distance: np.ndarray,
     progress: Progress,
 ) -> list[Path]:
+    count = len(meshes)
+    # Progress by files written: the panorama and its preview, distance.npy, a PLY per layer, the
+    # two GLBs, then each layer's Draco file as its encoder ends (the slow part, in parallel).
+    units = [("panorama.png", 1.0), ("distance.npy", 0.5)]
+    if "ply" in formats or "drc" in formats:
+        units += [(f"mesh_layer{index}.ply", 1.0) for index in range(count)]
+    if "glb" in formats:
+        units.append(("world.glb", 1.0))
+    units.append(("world_preview.glb", 1.0))
+    if "drc" in formats:
+        units += [(f"mesh_layer{index}.drc", 2.0) for index in range(count)]
+    total, done = sum(weight for _, weight in units), 0.0
+    weights = dict(units)
+
+    def wrote(name: str, message: str | None = None) -> None:
+        nonlocal done
+        done += weights[name]
+        progress.update("export", done / total, f"wrote {message or name}")
+
+    progress.update("export", 0.0, "writing files")
     written = export_panorama(out_dir, panorama)
+    wrote("panorama.png", "panorama.png and preview.jpg")
     np.save(out_dir / "distance.npy", distance.astype(np.float16))
     written.append(out_dir / "distance.npy")
+    wrote("distance.npy")
     drafts: list[Future[Path]] = []
-    with ThreadPoolExecutor(max_workers=draco_workers(len(meshes))) as pool:
+    with ThreadPoolExecutor(max_workers=draco_workers(count)) as pool:
         for index, mesh in enumerate(meshes):
             progress.check()
             ply = None
             if "ply" in formats or "drc" in formats:
                 ply = write_ply(mesh, out_dir / f"mesh_layer{index}.ply")
+                wrote(f"mesh_layer{index}.ply", f"mesh_layer{index}.ply ({mesh.name})")
             if "drc" in formats:
                 drafts.append(pool.submit(write_draco, mesh, out_dir / f"mesh_layer{index}.drc", ply=ply))
-            progress.update("export", 0.3 * (index + 1) / len(meshes), f"{mesh.name}: PLY")
         if "glb" in formats:
             written.append(write_glb(meshes, out_dir / "world.glb"))
-            progress.update("export", 0.5, "world.glb")
+            wrote("world.glb")
         written.append(write_glb(build_meshes(layers, progress, preview=True), out_dir / "world_preview.glb"))
-        progress.update("export", 0.6, "world_preview.glb")
-        written += [future.result() for future in drafts]
+        wrote("world_preview.glb")
+        for future in as_completed(drafts):
+            path = future.result()
+            written.append(path)
+            wrote(path.name, f"{path.name} (Draco)")
     if "ply" not in formats:
-        for index in range(len(meshes)):
+        for index in range(count):
             (out_dir / f"mesh_layer{index}.ply").unlink(missing_ok=True)
     else:
-        written += [out_dir / f"mesh_layer{index}.ply" for index in range(len(meshes))]
+        written += [out_dir / f"mesh_layer{index}.ply" for index in range(count)]
     progress.update("export", 1.0, "done")
     return written
 

@@ -97,9 +97,11 @@ class Inpainter:
 
     def run(self, spec: InpaintPass, image: np.ndarray, mask: np.ndarray, progress: Progress) -> np.ndarray:
         """Fill `mask` (H, W) of `image` (H, W, 3) uint8; returns the new image. The mask is bool
-        (True = generate) or uint8 grey levels, binarised at 0.5 like the reference's pipeline."""
+        (True = generate) or uint8 grey levels, binarised at 0.5 like the reference's pipeline.
+        `progress`: the pass's part of the layers stage (encoding, loading, the steps, decoding)."""
         from diffusers import FlowMatchEulerDiscreteScheduler
 
+        progress.update("layers", 0.0, "encoding the masked image")
         runtime = self.runtime
         height, width = image.shape[:2]
         generator = torch.Generator("cpu").manual_seed(self.seed)
@@ -111,6 +113,8 @@ class Inpainter:
         with runtime.hold(f"{BASE_MODEL}:vae", "vae", lambda: load_vae(repo, runtime.device, runtime.dtype)) as vae:
             masked = encode_sample(vae, masked_pixels, generator, mode=self.vae_mode)
         condition = torch.cat([masked.to(runtime.dtype), L.patchify_mask(mask_t).to(masked.device, runtime.dtype)], 1)
+        if self.transformer is None:
+            progress.update("layers", 0.03, "loading the inpainting model")
         transformer, adapters = self.loaded()
         adapters.activate(spec.adapter)
         settings = SamplingSettings(
@@ -129,9 +133,10 @@ class Inpainter:
             settings,
             negative=self.embeddings[spec.negative],
             condition=condition,
-            progress=progress,
+            progress=progress.span("layers", 0.05, 0.95),
             stage="layers",
         )
+        progress.update("layers", 0.95, "decoding")
         with runtime.hold(f"{BASE_MODEL}:vae", "vae", lambda: load_vae(repo, runtime.device, runtime.dtype)) as vae:
             return to_uint8(decode(vae, latents, seam=True, mode=self.vae_mode))
 

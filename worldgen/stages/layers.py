@@ -95,6 +95,11 @@ def decompose(
         return _decompose(runtime, panorama, request, out_dir, save, progress)
 
 
+# Shares of the layers stage: a super-resolution, finding one layer's objects (detection and
+# mattes), and one inpainting pass (true CFG: two transformer passes a step, the stage's bulk).
+SR_SHARE, FIND_SHARE, PAINT_SHARE = 1.0, 1.0, 6.0
+
+
 def _decompose(
     runtime: ModelRuntime,
     panorama: np.ndarray,
@@ -105,14 +110,23 @@ def _decompose(
 ) -> LayeredImages:
     height, width = panorama.shape[:2]
     outdoor = request.scene == "outdoor"
-    progress.update("layers", 0.0, "super-resolution")
-    (full_sr,) = super_resolve(runtime, [panorama], progress)
+    layers = [name for name in ("fg1", "fg2") if request.wants(name)]
+    names = [*layers, *(["sky"] if outdoor else [])]
+    # One part for the first super-resolution, then per pass: find, paint, super-resolve the result.
+    parts = progress.parts(
+        "layers",
+        [SR_SHARE, *[share for _ in names for share in (FIND_SHARE, PAINT_SHARE, SR_SHARE)]],
+        ["super-resolution", *[label for name in names for label in (name, name, f"{name}: super-resolution")]],
+    )
+    parts[0].update("layers", 0.0)
+    (full_sr,) = super_resolve(runtime, [panorama], parts[0])
     result = LayeredImages(full=panorama, full_sr=full_sr)
     save("full_image_sr.png", full_sr)
-    passes = [scene_pass(n, request.scene, removed_labels(request, n)) for n in ("fg1", "fg2") if request.wants(n)]
+    passes = [scene_pass(n, request.scene, removed_labels(request, n)) for n in layers]
     if outdoor:
         passes.append(sky_pass())
     if not passes:
+        progress.update("layers", 1.0, "done")
         return result
     with inpainter(
         runtime,
@@ -124,34 +138,39 @@ def _decompose(
         vae_mode=request.vae_mode,
     ) as painter:
         current, current_sr = panorama, full_sr
-        for index, layer in enumerate(("fg1", "fg2")):
-            if not request.wants(layer):
-                continue
-            progress.update("layers", 0.1 + 0.3 * index, f"{layer}: finding objects")
-            instances = find_objects(runtime, current, current_sr, request, layer)
+        for index, layer in enumerate(layers):
+            find, paint, upscale_part = parts[1 + 3 * index : 4 + 3 * index]
+            instances = find_objects(runtime, current, current_sr, request, layer, find)
             result.instances[layer] = instances
             seg.write_layer_files(out_dir, layer, instances, full_sr.shape[:2])
             if not instances:
                 progress.warn(f"{layer}: no object found for {request.labels.get(layer) or 'the given boxes'}")
                 continue
-            progress.update("layers", 0.2 + 0.3 * index, f"{layer}: painting the objects away")
             mask = seg.to_panorama_size(seg.inpaint_mask(instances, full_sr.shape[:2]), height, width)
             spec = next(p for p in passes if p.name == layer)
-            current = painter.run(spec, current, mask, progress)
-            (current_sr,) = super_resolve(runtime, [current], progress)
+            current = painter.run(spec, current, mask, paint)
+            upscale_part.update("layers", 0.0)
+            (current_sr,) = super_resolve(runtime, [current], upscale_part)
             result.removed[layer], result.removed_sr[layer] = current, current_sr
             save(f"remove_{layer}_image.png", current)
             save(f"remove_{layer}_image_sr.png", current_sr)
         if outdoor:
-            progress.update("layers", 0.75, "sky")
-            paint_sky(runtime, painter, current, current_sr, result, save, progress)
+            paint_sky(runtime, painter, current, current_sr, result, save, parts[-3:])
     progress.update("layers", 1.0, "done")
     return result
 
 
 def find_objects(
-    runtime: ModelRuntime, image: np.ndarray, image_sr: np.ndarray, request: LayerRequest, layer: str
+    runtime: ModelRuntime,
+    image: np.ndarray,
+    image_sr: np.ndarray,
+    request: LayerRequest,
+    layer: str,
+    progress: Progress | None = None,
 ) -> list[seg.Instance]:
+    """The layer's objects: the given boxes, or Grounding DINO's detections; then ZIM's mattes.
+    `progress`: this step's part of the layers stage."""
+    progress = progress or Progress()
     width = image.shape[1]
     pad_sr = image_sr.shape[1] // 2
     objects = request.objects.get(layer) or []
@@ -160,6 +179,7 @@ def find_objects(
         scores = np.ones(len(boxes))
         labels = [o["label"] for o in objects]
     else:
+        progress.update("layers", 0.0, f"finding {', '.join(request.labels[layer])}")
         pad = width // 2
         with runtime.hold(
             "grounding-dino:model",
@@ -172,13 +192,16 @@ def find_objects(
         )
     if len(boxes) == 0:
         return []
+    progress.update("layers", 0.5, f"matting {len(boxes)} object{'s' if len(boxes) != 1 else ''}")
     padded_sr = seg.wrap_pad_left(image_sr, pad_sr)
     with runtime.hold(
         "zim:model", "zim", lambda: ZimPredictor(runtime.path("zim") / "zim_vit_l_2092", runtime.device)
     ) as zim:
         zim.set_image(padded_sr)
         masks = zim.box_masks(boxes)
-    return seg.postprocess(labels, scores, boxes, masks, pad_sr)
+    instances = seg.postprocess(labels, scores, boxes, masks, pad_sr)
+    progress.update("layers", 1.0, f"{len(instances)} object{'s' if len(instances) != 1 else ''} kept")
+    return instances
 
 
 def paint_sky(
@@ -188,19 +211,23 @@ def paint_sky(
     image_sr: np.ndarray,
     result: LayeredImages,
     save: SaveImage,
-    progress: Progress,
+    parts: list[Progress],
 ) -> None:
     """Detect the sky, then paint the ground over with sky (the Sky adapter) for the sky layer.
     Like the reference, sky boxes whose mattes come out empty still give a sky panorama (painted
-    everywhere); sky_mask.png is white where there is NO sky, the region painted over."""
+    everywhere); sky_mask.png is white where there is NO sky, the region painted over. `parts`:
+    the finding, painting and super-resolution parts of the layers stage."""
+    find, paint, upscale_part = parts
+    find.update("layers", 0.0, "finding the sky")
     with runtime.hold(
         "grounding-dino:model", "grounding-dino", lambda: GroundingDino(runtime.path("grounding-dino"), runtime.device)
     ) as detector:
         found = detector.detect(image, ["sky"])
     if len(found.boxes) == 0:
-        progress.warn("no sky found: the world has no sky layer")
+        find.warn("no sky found: the world has no sky layer")
         return
     boxes, _, _ = seg.select_detections(found.boxes, found.scores, found.labels, outdoor=False, min_left=None)
+    find.update("layers", 0.5, "matting the sky")
     with runtime.hold(
         "zim:model", "zim", lambda: ZimPredictor(runtime.path("zim") / "zim_vit_l_2092", runtime.device)
     ) as zim:
@@ -208,13 +235,14 @@ def paint_sky(
         masks = zim.box_masks(boxes)
     sky = seg.sky_mask(masks, image_sr.shape[:2])
     if not sky.any():
-        progress.warn("the sky mask is empty: the sky layer is painted over the whole panorama")
+        find.warn("the sky mask is empty: the sky layer is painted over the whole panorama")
     result.sky = sky
     save("sky_mask.png", np.where(sky, 0, 255).astype(np.uint8))
     height, width = image.shape[:2]
     mask = seg.to_panorama_size(seg.sky_inpaint_mask(sky), height, width)
-    sky_image = painter.run(sky_pass(), image, mask, progress)
-    (result.sky_sr,) = super_resolve(runtime, [sky_image], progress)
+    sky_image = painter.run(sky_pass(), image, mask, paint)
+    upscale_part.update("layers", 0.0)
+    (result.sky_sr,) = super_resolve(runtime, [sky_image], upscale_part)
     save("sky_image.png", sky_image)
     save("sky_image_sr.png", result.sky_sr)
 

@@ -107,10 +107,13 @@ def generate(
     key = f"{model}:transformer" + "".join(f"+{lora.name}" for lora in loras)
     with runtime.hold(key, "flux-transformer", load) as transformer:
         scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(repo / "scheduler")
+        progress.update("panorama", 0.0, f"step 0/{spec.steps}")
+        steps = progress.span("panorama", 0.0, 0.95)
         latents = denoise(
-            transformer, scheduler, noise, text, settings, negative=negative, condition=condition, progress=progress
+            transformer, scheduler, noise, text, settings, negative=negative, condition=condition, progress=steps
         )
     progress.check()
+    progress.update("panorama", 0.95, "decoding")
     with runtime.hold(f"{model}:vae", "vae", lambda: load_vae(repo, runtime.device, runtime.dtype)) as vae:
         return to_uint8(decode(vae, latents, seam=spec.seam, mode=spec.vae_mode))
 

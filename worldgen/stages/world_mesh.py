@@ -31,6 +31,8 @@ def build_meshes(layers: list[Layer], progress: Progress, *, preview: bool = Fal
     meshes = []
     for index, layer in enumerate(layers):
         progress.check()
+        if not preview:
+            progress.update("mesh", index / len(layers), f"{layer.name} ({index + 1}/{len(layers)})")
         width = min(layer.max_width, PREVIEW_MAX_WIDTH) if preview else layer.max_width
         meshes.append(grid_mesh(layer.name, layer.distance, layer.rgb, layer.keep, max_width=width,
                                 fill_gaps=layer.fill_gaps))  # fmt: skip

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -27,8 +26,10 @@ KEEPALIVE_SECONDS = 15.0
 LOOKBACK = timedelta(seconds=5)
 
 
-def _event(job: Job) -> str:
-    data = JobOut.of(job).model_dump_json()
+def _event(job: Job, first: bool) -> str:
+    """A job event: the world as JobOut; without its `request` (which never changes) unless this
+    is the first event the stream sends for that world."""
+    data = JobOut.of(job).model_dump_json(exclude=None if first else {"request"})
     return f"id: {job.id}:{job.version}\nevent: job\ndata: {data}\n\n"
 
 
@@ -50,7 +51,9 @@ def _events(description: str, kinds: list[str]) -> dict[int | str, dict[str, Any
             "event": {"type": "string", "enum": kinds},
             "id": {"type": "string", "description": "`<world id>:<version>` (job events)"},
             "data": {"type": "string", "contentMediaType": "application/json",
-                     "description": "job events: the world (JobOut) as JSON; others: `{}`"},
+                     "description": "job events: the world (JobOut) as JSON, without `request` after the first "
+                                    "event a stream sends for that world (the request never changes: merge by "
+                                    "`id`); others: `{}`"},
         },
     }  # fmt: skip
     return {200: {"description": description, "content": {"text/event-stream": {"schema": event}}}}
@@ -59,8 +62,9 @@ def _events(description: str, kinds: list[str]) -> dict[int | str, dict[str, Any
 @router.get(
     "/v1/worlds/{world_id}/events",
     response_class=EventStream,
-    responses=_events("Server-Sent Events: `event: job` (`id: <world>:<version>`, `data`: the world as JobOut) at "
-                      "every change, then `event: end` once it has ended or was deleted", ["job", "end"]),
+    responses=_events("Server-Sent Events: `event: job` (`id: <world>:<version>`, `data`: the world as JobOut; "
+                      "`request` in the first only) at every change, then `event: end` once it has ended or was "
+                      "deleted", ["job", "end"]),
 )  # fmt: skip
 def world_events(
     world_id: str, request: Request, state: AppState = Depends(app_state), caller: Caller = Depends(current_caller)
@@ -71,7 +75,7 @@ def world_events(
         job, sent_version, last_sent = first, 0, time.monotonic()
         while True:
             if job.version != sent_version:
-                yield _event(job)
+                yield _event(job, first=sent_version == 0)
                 sent_version, last_sent = job.version, time.monotonic()
             if job.status.terminal or job.deleted:
                 yield "event: end\ndata: {}\n\n"
@@ -90,8 +94,9 @@ def world_events(
 @router.get(
     "/v1/events",
     response_class=EventStream,
-    responses=_events("Server-Sent Events: `event: ready`, then `event: job` (`data`: the world as JobOut) whenever "
-                      "one of the caller's worlds changes; never ends", ["ready", "job"]),
+    responses=_events("Server-Sent Events: `event: ready`, then `event: job` (`data`: the world as JobOut; "
+                      "`request` in a world's first event only) whenever one of the caller's worlds changes; never "
+                      "ends", ["ready", "job"]),
 )  # fmt: skip
 def all_events(
     request: Request, state: AppState = Depends(app_state), caller: Caller = Depends(current_caller)
@@ -107,8 +112,8 @@ def all_events(
                 if not caller.owns(job):
                     continue
                 if seen.get(job.id, 0) < job.version:
+                    yield _event(job, first=job.id not in seen)
                     seen[job.id] = job.version
-                    yield _event(job)
                     last_sent = time.monotonic()
             if changed:
                 since = max(since, max(j.updated_at for j in changed))
@@ -118,7 +123,3 @@ def all_events(
             await asyncio.sleep(POLL_SECONDS)
 
     return _stream(generate())
-
-
-def encode(data: object) -> str:
-    return json.dumps(data)

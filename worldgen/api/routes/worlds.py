@@ -8,16 +8,21 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Response
 from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
+from pydantic import ValidationError
 
+from worldgen.api.archive import archive_name, zip_stream
 from worldgen.api.auth import Caller, current_caller, too_many
 from worldgen.api.errors import ApiError
 from worldgen.api.openapi import error_responses
 from worldgen.api.schemas import ArtifactList, ArtifactOut, JobList, JobOut
 from worldgen.api.state import AppState, app_state
+from worldgen.defaults import models_are_tiny, with_defaults
 from worldgen.jobs import lifecycle
+from worldgen.jobs.artifacts import describe
 from worldgen.jobs.state import JobStatus
 from worldgen.jobs.store import Job, JobNotFound, utcnow
-from worldgen.request import WorldRequest
+from worldgen.limits import MAX_HEIGHT, MIN_HEIGHT
+from worldgen.request import WorldRequest, validation_problems
 from worldgen.storage import keys
 from worldgen.storage.base import InvalidKey, validate_key
 
@@ -43,7 +48,8 @@ def _invalid(field: str, problem: str) -> ApiError:
 
 def check_inputs(state: AppState, request: WorldRequest, caller: Caller) -> WorldRequest:
     """Uploads and source worlds a request refers to must exist and fit; boxes must lie inside the
-    panorama they are drawn on. Returns the request with the source world's seed filled in."""
+    panorama they are drawn on. Returns the request with what it left out taken from the source
+    world (`inherit`) and the height of a given panorama."""
     for field, kind in _UPLOAD_KINDS.items():
         upload_id = getattr(request, field)
         if not upload_id:
@@ -60,9 +66,13 @@ def check_inputs(state: AppState, request: WorldRequest, caller: Caller) -> Worl
         size = (upload.width, upload.height)
     if request.source_world_id:
         source = source_world(state, request.source_world_id, caller)
+        check_relayering(request, source)
         size = panorama_size(state, source)
+        request = inherit(request, source)
         if request.seed is None:
             request = request.with_seed(source.seed)
+    if size is not None and "height" not in request.model_fields_set and _valid_height(size[1]):
+        request = request.model_copy(update={"height": size[1]})  # the panorama's own, not a default
     if size is not None:
         for layer in ("fg1", "fg2"):
             for index, obj in enumerate(getattr(request, f"objects_{layer}")):
@@ -70,6 +80,55 @@ def check_inputs(state: AppState, request: WorldRequest, caller: Caller) -> Worl
                 if problem:
                     raise _invalid(f"objects_{layer}.{index}.box", problem)
     return request
+
+
+def _valid_height(height: int) -> bool:
+    return MIN_HEIGHT <= height <= MAX_HEIGHT and height % 16 == 0
+
+
+NOT_INHERITED = frozenset({
+    "seed", "labels_fg1", "labels_fg2", "objects_fg1", "objects_fg2", "source_world_id", "image_upload_id",
+    "panorama_upload_id", "distance_upload_id", "webhook_url", "stage",
+})  # fmt: skip
+"""What a re-layering request never takes from its source world: the objects are what it changes,
+the inputs are the source world's panorama, and the seed is taken apart (only when not given)."""
+
+
+def inherit(request: WorldRequest, source: Job) -> WorldRequest:
+    """`request` with every field it did not set taken from the source world's request (formats,
+    scene, steps, precision, …), except labels, boxes, inputs and webhook; `layered` too, unless
+    the request names objects (objects are layers)."""
+    names_objects = bool(request.labels_fg1 or request.labels_fg2 or request.objects_fg1 or request.objects_fg2)
+    taken = {
+        name: value
+        for name, value in source.request.items()
+        if name in WorldRequest.model_fields
+        and name not in NOT_INHERITED
+        and name not in request.model_fields_set
+        and not (name == "layered" and names_objects)
+    }
+    if not taken:
+        return request
+    try:
+        return WorldRequest.model_validate({**request.model_dump(mode="json", exclude_unset=True), **taken})
+    except ValidationError as exc:
+        field, message = validation_problems(exc)[0]
+        raise _invalid("source_world_id", f"the source world's {field} no longer fits: {message}; "
+                       f"give {field} yourself") from None  # fmt: skip
+
+
+def check_relayering(request: WorldRequest, source: Job) -> None:
+    """A finished full world re-layered with no box and no label would be made again as it is: refused.
+    A preview (`stage: panorama`) becomes a world without them."""
+    if source.request.get("stage", "world") != "world":
+        return
+    if request.labels_fg1 or request.labels_fg2 or request.objects_fg1 or request.objects_fg2:
+        return
+    raise _invalid(
+        "objects_fg1",
+        f"world {source.id} is already a finished world: to re-layer it, draw a box around an object "
+        "(objects_fg1, objects_fg2) or name objects to find (labels_fg1, labels_fg2)",
+    )
 
 
 def check_webhook(state: AppState, url: str, caller: Caller) -> None:
@@ -128,7 +187,8 @@ SUBMIT_EXAMPLES: dict[str, Any] = {
         **error_responses(
             (409, "`idempotency_conflict`: this Idempotency-Key was used with another body"),
             (410, "`gone`: the world made with this Idempotency-Key was deleted; use a new key"),
-            (422, "`invalid_request`: the body, an upload or source world it names, or a box (`details.fields`)"),
+            (422, "`invalid_request`: the body, an upload or source world it names, or a box (`details.fields`); "
+                  "`invalid_json`: the body is not valid JSON (`details.line`, `details.column`)"),
             (429, "`rate_limited`: too many requests, or too many worlds queued or running with this key "
                   "(`Retry-After`)"),
         ),
@@ -148,6 +208,7 @@ def submit(
 ) -> JobOut:
     fingerprint = request.fingerprint()  # of the body as sent: a seedless retry replays the same job
     request = check_inputs(state, request, caller)
+    request = with_defaults(request, models_are_tiny(state.settings.resolved_models_dir))
     if request.webhook_url is None and caller.key is not None and caller.key.webhook_url:
         request = request.model_copy(update={"webhook_url": caller.key.webhook_url})  # the key's default
     if request.webhook_url is not None:
@@ -242,15 +303,50 @@ def list_artifacts(
     items = []
     for artifact in job.artifacts:
         presigned = state.storage.download_url(keys.world_file(world_id, artifact["name"]), seconds)
+        text = describe(artifact["name"], artifact.get("layer"))
         items.append(
             ArtifactOut(
-                **artifact,
+                name=artifact["name"], title=text.title, description=text.description, group=text.group,
+                size=artifact["size"], sha256=artifact["sha256"], content_type=artifact["content_type"],
                 url=f"/v1/worlds/{world_id}/artifacts/{artifact['name']}",
                 download_url=presigned,
                 expires_at=expires_at if presigned else None,
             )
-        )
-    return ArtifactList(world_id=world_id, items=items)
+        )  # fmt: skip
+    return ArtifactList(world_id=world_id, items=items, archive_url=f"/v1/worlds/{world_id}/archive")
+
+
+@router.get(
+    "/{world_id}/archive",
+    response_model=None,
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "Every file of the world in one .zip (streamed), in a folder named like the file",
+            "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+            "headers": {"Content-Disposition": {
+                "description": '`attachment; filename="<prompt>-<id>.zip"`', "schema": {"type": "string"}
+            }},
+        },
+        **error_responses(
+            (409, "`conflict`: the world has not succeeded (`details.status`)"),
+            (410, "`gone`: the world was deleted, or its artifacts removed (retention)"),
+        ),
+    },
+)  # fmt: skip
+def get_archive(
+    world_id: str, state: AppState = Depends(app_state), caller: Caller = Depends(current_caller)
+) -> StreamingResponse:
+    job = live_job(state, world_id, caller)
+    if job.artifacts_removed:
+        raise ApiError(410, "gone", f"the artifacts of world {world_id} were removed (retention)")
+    if job.status is not JobStatus.SUCCEEDED:
+        raise ApiError(409, "conflict", f"world {world_id} is {job.status.value}: only a finished world has an "
+                       "archive", {"status": job.status.value})  # fmt: skip
+    name = archive_name(str(job.request.get("prompt") or ""), world_id)
+    headers = {"Content-Disposition": f'attachment; filename="{name}.zip"', "Cache-Control": "no-store"}
+    stream = zip_stream(state.storage, world_id, list(job.artifacts), name)
+    return StreamingResponse(stream, media_type="application/zip", headers=headers)
 
 
 @router.get(

@@ -12,14 +12,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from worldgen.backends.sagemaker.errors import backoff, is_capacity_failure
 from worldgen.container.contract import EXIT_OOM_KILLED, MESSAGE_FILE, exit_failure
 from worldgen.jobs import lifecycle
-from worldgen.jobs.state import JobStatus
+from worldgen.jobs.artifacts import artifact_entry
+from worldgen.jobs.state import JobStatus, Stage
 from worldgen.jobs.store import Job, JobStore, utcnow
 from worldgen.outputs import MANIFEST_FILE
+from worldgen.progress import before_upload, uploading
 from worldgen.storage import keys
 from worldgen.storage.s3 import S3ArtifactStore
 
@@ -48,12 +51,15 @@ def read_progress(storage: S3ArtifactStore, job: Job) -> dict[str, Any] | None:
     return report if isinstance(report, dict) else None
 
 
-def publish_outputs(storage: S3ArtifactStore, job: Job) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Copy the files the manifest lists, and the manifest, to worlds/{id}/ (server-side copies)."""
+def publish_outputs(
+    storage: S3ArtifactStore, job: Job, on_copy: Callable[[str, int, int], None] | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Copy the files the manifest lists, and the manifest, to worlds/{id}/ (server-side copies);
+    `on_copy(name, index, count)` before each."""
     with storage.open(output_key(job, MANIFEST_FILE)) as stream:
         raw = stream.read()
     manifest = json.loads(raw)
-    entries = [{k: e[k] for k in ("name", "size", "sha256", "content_type")} for e in manifest["files"]]
+    entries = [artifact_entry(e["name"], e, manifest) for e in manifest["files"]]
     entries.append(
         {
             "name": MANIFEST_FILE,
@@ -62,7 +68,9 @@ def publish_outputs(storage: S3ArtifactStore, job: Job) -> tuple[list[dict[str, 
             "content_type": "application/json",
         }
     )
-    for entry in entries:
+    for index, entry in enumerate(entries):
+        if on_copy is not None:
+            on_copy(entry["name"], index, len(entries))
         storage.copy_from(
             output_key(job, entry["name"]),
             keys.world_file(job.id, entry["name"]),
@@ -115,7 +123,7 @@ def apply_status(
             job = store.record_progress(
                 job.id,
                 stage=report.get("stage"),
-                progress=float(report.get("progress") or 0),
+                progress=before_upload(float(report.get("progress") or 0)),
                 message=report.get("message"),
                 warnings=report.get("warnings") or [],
             )
@@ -148,8 +156,13 @@ def _world_ended(store: JobStore, storage: S3ArtifactStore, job: Job, ended: str
     if ended == "succeeded":
         if job.status is JobStatus.CANCELING:
             return lifecycle.finish_canceled(store, job.id)
+
+        def on_copy(name: str, index: int, count: int) -> None:
+            store.record_progress(job.id, stage=Stage.UPLOAD.value, progress=uploading(index, count),
+                                  message=f"{name} ({index + 1}/{count})")  # fmt: skip
+
         try:
-            artifacts, manifest = publish_outputs(storage, job)
+            artifacts, manifest = publish_outputs(storage, job, on_copy)
         except FileNotFoundError:  # uploads still under way (Continuous mode): the next poll
             return job
         return lifecycle.finish_succeeded(store, job.id, artifacts, manifest)
