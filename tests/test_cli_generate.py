@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -17,13 +18,17 @@ def _worldgen(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str
 
 
 def test_generate_panorama(tiny_models: Path, tmp_path: Path) -> None:
+    """Without --height/--steps the tiny models' defaults apply (128 px, 4 steps); each step shows."""
     out = tmp_path / "out"
     result = _worldgen("generate", "a harbour at night", "--stage", "panorama", "--out", str(out),
-                       "--models-dir", str(tiny_models), "--steps", "2", "--height", "64", "--seed", "9")  # fmt: skip
+                       "--models-dir", str(tiny_models), "--seed", "9")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "seed 9" in result.stdout
     image = np.asarray(Image.open(out / "panorama.png"))
-    assert image.shape == (64, 128, 3)
+    assert image.shape == (128, 256, 3)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["panorama"]["steps"] == 4 and manifest["request"]["stage"] == "panorama"
+    assert "panorama step 4/4" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_generate_from_an_image(tiny_models: Path, tmp_path: Path) -> None:
@@ -43,7 +48,7 @@ def test_bad_inputs_name_the_problem(tiny_models: Path, tmp_path: Path) -> None:
     missing = _worldgen("generate", "a lake", "--out", str(tmp_path), "--models-dir", str(tmp_path / "none"),
                         "--height", "64")  # fmt: skip
     assert missing.returncode == 2
-    assert "worldgen models download flux-dev" in missing.stderr
+    assert "worldgen models download flux-dev" in missing.stderr and "worldgen models make-tiny DIR" in missing.stderr
     no_image = _worldgen("generate", "a lake", "--image", str(tmp_path / "nope.png"), "--out", str(tmp_path),
                          "--models-dir", str(tiny_models), "--height", "64")  # fmt: skip
-    assert no_image.returncode == 2 and "file not found" in no_image.stderr
+    assert no_image.returncode == 2 and "--image" in no_image.stderr and "file not found" in no_image.stderr

@@ -5,37 +5,74 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from worldgen.cli.common import add_command
 from worldgen.config import Settings
 from worldgen.errors import InvalidRequest
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("models", help="model files: list, download, make-tiny")
-    sub = parser.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    parser = add_command(
+        commands,
+        "models",
+        "model files: list, download, make-tiny, mirror, prepare",
+        "The models root is --dir, else WORLDGEN_MODELS_DIR, else DATA_DIR/models (or DATA_DIR/tiny-models "
+        "where only that exists).",
+        """
+worldgen models list
+worldgen models download flux-dev
+worldgen models make-tiny ./tiny-models""",
+    )
+    sub = parser.add_subparsers(dest="models_command", required=True, metavar="ACTION", help="what to do")
+    root_help = "models root (default: WORLDGEN_MODELS_DIR, else DATA_DIR/models)"
 
-    tiny = sub.add_parser("make-tiny", help="write tiny random-weight twins of every model into DIR")
-    tiny.add_argument("dir", type=Path)
-    tiny.add_argument("--seed", type=int, default=0)
+    tiny = add_command(
+        sub,
+        "make-tiny",
+        "write tiny random-weight twins of every model into DIR",
+        "For tests and trying the service without the real weights (a few MB; their output is noise). "
+        "Requests served from them default to 128 px and 4 steps.",
+        'worldgen models make-tiny ./tiny-models\nworldgen generate "test" --models-dir ./tiny-models --out t',
+    )
+    tiny.add_argument("dir", type=Path, metavar="DIR", help="folder to write the tiny models into (made if needed)")
+    tiny.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the random weights")
     tiny.set_defaults(run=_make_tiny)
 
-    listing = sub.add_parser("list", help="show each model and whether its files are present")
-    listing.add_argument("--dir", type=Path, default=None, help="models root (default: WORLDGEN_MODELS_DIR)")
+    listing = add_command(sub, "list", "show each model and whether its files are present")
+    listing.add_argument("--dir", type=Path, default=None, help=root_help)
     listing.set_defaults(run=_list)
 
-    mirror = sub.add_parser("mirror", help="copy the models root to S3 (fetching missing models if allowed)")
-    mirror.add_argument("--to", required=True, help="s3://bucket/prefix")
-    mirror.add_argument("--dir", type=Path, default=None, help="models root (default: WORLDGEN_MODELS_DIR)")
-    mirror.add_argument("names", nargs="*", help="logical model names (default: all)")
+    mirror = add_command(
+        sub,
+        "mirror",
+        "copy the models root to S3 (fetching missing models if allowed)",
+        "SageMaker jobs mount the copy (WORLDGEN_MODELS_URL). Missing models are fetched first where "
+        "WORLDGEN_ALLOW_DOWNLOADS=1.",
+        "worldgen models mirror --to s3://my-bucket/worldgen/models",
+    )
+    mirror.add_argument("--to", required=True, metavar="S3_URL", help="destination, s3://bucket/prefix")
+    mirror.add_argument("--dir", type=Path, default=None, help=root_help)
+    mirror.add_argument("names", nargs="*", metavar="NAME", help="logical model names (default: all)")
     mirror.set_defaults(run=_mirror)
 
-    prepare = sub.add_parser("prepare", help="write the fp8, LoRA-fused model set (to a directory or S3)")
-    prepare.add_argument("--out", required=True, help="a directory or s3://bucket/prefix")
-    prepare.add_argument("--dir", type=Path, default=None, help="source models root (default: WORLDGEN_MODELS_DIR)")
+    prepare = add_command(
+        sub,
+        "prepare",
+        "write the fp8, LoRA-fused model set (to a directory or S3)",
+        examples="worldgen models prepare --out ./prepared\nworldgen models prepare --out s3://my-bucket/prepared",
+    )
+    prepare.add_argument("--out", required=True, metavar="DIR_OR_S3_URL", help="a directory or s3://bucket/prefix")
+    prepare.add_argument("--dir", type=Path, default=None, help="source " + root_help)
     prepare.set_defaults(run=_prepare)
 
-    download = sub.add_parser("download", help="fetch models from their sources into the models root")
-    download.add_argument("names", nargs="*", help="logical model names (default: all)")
-    download.add_argument("--dir", type=Path, default=None, help="models root (default: WORLDGEN_MODELS_DIR)")
+    download = add_command(
+        sub,
+        "download",
+        "fetch models from their sources into the models root",
+        "Gated models (FLUX.1) need their licence accepted on the Hugging Face hub and HF_TOKEN set.",
+        "worldgen models download\nworldgen models download flux-dev --dir /data/models",
+    )
+    download.add_argument("names", nargs="*", metavar="NAME", help="logical model names (default: all)")
+    download.add_argument("--dir", type=Path, default=None, help=root_help)
     download.set_defaults(run=_download)
 
 

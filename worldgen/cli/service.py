@@ -8,13 +8,21 @@ import sys
 import threading
 from pathlib import Path
 
+from worldgen.cli.common import add_command
 from worldgen.config import Settings, open_storage
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    serve = commands.add_parser("serve", help="run the HTTP API (and, by default, a local worker)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve = add_command(
+        commands,
+        "serve",
+        "run the HTTP API (and, by default, a local worker)",
+        "Settings come from WORLDGEN_* variables (data dir, database, storage, models, auth; see the README). "
+        "Off loopback, clients need an API key (worldgen keys create NAME).",
+        "worldgen serve\nworldgen serve --host 0.0.0.0 --port 8080 --no-worker",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    serve.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
     serve.add_argument("--no-worker", action="store_true", help="only serve the API; workers run elsewhere")
     serve.add_argument(
         "--insecure-no-auth",
@@ -23,30 +31,46 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     serve.set_defaults(run=_serve)
 
-    worker = commands.add_parser(
-        "worker", help="run the configured backend alone: a local worker, or the SageMaker dispatcher"
+    worker = add_command(
+        commands,
+        "worker",
+        "run the configured backend alone: a local worker, or the SageMaker dispatcher",
+        "Takes worlds from the job database (WORLDGEN_DATABASE_URL) and runs them, for an API started with "
+        "`worldgen serve --no-worker`. WORLDGEN_BACKEND=local runs them on this machine "
+        "(WORLDGEN_WORKER_CONCURRENCY at once, models from WORLDGEN_MODELS_DIR); sagemaker sends them to "
+        "SageMaker Processing. Runs until SIGTERM or Ctrl-C.",
+        "WORLDGEN_DATABASE_URL=postgresql+psycopg://db/worldgen worldgen worker",
     )
     worker.set_defaults(run=_worker)
 
-    keys = commands.add_parser("keys", help="API keys: create (shown once), list, revoke")
-    key_actions = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    create = key_actions.add_parser("create", help="make a key and print it (stored only as a hash)")
-    create.add_argument("name")
+    keys = add_command(
+        commands,
+        "keys",
+        "API keys: create (shown once), list, revoke",
+        "Keys live in the job database (WORLDGEN_DATABASE_URL, default: SQLite in WORLDGEN_DATA_DIR); "
+        "clients send them as 'Authorization: Bearer <key>' (the CLI reads WORLDGEN_API_KEY).",
+        "worldgen keys create laptop\nworldgen keys list\nworldgen keys revoke laptop",
+    )
+    key_actions = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION", help="what to do")
+    create = add_command(key_actions, "create", "make a key and print it (stored only as a hash)")
+    create.add_argument("name", help="a name to recognise the key by (unique among active keys)")
     create.add_argument("--admin", action="store_true", help="sees and manages every world")
     create.add_argument("--webhook", metavar="URL", help="default webhook URL of this key's worlds (own secret)")
     create.set_defaults(run=_keys_create)
-    key_actions.add_parser("list", help="every key: id, name, prefix, admin, revoked").set_defaults(run=_keys_list)
-    revoke = key_actions.add_parser("revoke", help="revoke a key by id or name")
+    add_command(key_actions, "list", "every key: id, name, prefix, admin, revoked").set_defaults(run=_keys_list)
+    revoke = add_command(key_actions, "revoke", "revoke a key by id or name")
     revoke.add_argument("key", help="id or name")
     revoke.set_defaults(run=_keys_revoke)
 
-    container = commands.add_parser("container", help="the container contract (SageMaker Processing)")
-    actions = container.add_subparsers(dest="container_command", required=True, metavar="ACTION")
-    run = actions.add_parser("run", help="run the job in /opt/ml (or --root / WORLDGEN_CONTAINER_ROOT)")
-    run.add_argument("--root", type=Path, default=None)
+    container = add_command(commands, "container", "the container contract (SageMaker Processing)")
+    actions = container.add_subparsers(dest="container_command", required=True, metavar="ACTION", help="what to do")
+    run = add_command(actions, "run", "run the job in /opt/ml (or --root / WORLDGEN_CONTAINER_ROOT)")
+    run.add_argument(
+        "--root", type=Path, default=None, help="the job's root folder (default: WORLDGEN_CONTAINER_ROOT, else /opt/ml)"
+    )
     run.set_defaults(run=_container_run)
-    serve_worlds = actions.add_parser(
-        "serve", help="run worlds one after another on one warm process (the local worker's warm mode)"
+    serve_worlds = add_command(
+        actions, "serve", "run worlds one after another on one warm process (the local worker's warm mode)"
     )
     serve_worlds.add_argument("--inbox", type=Path, required=True, help='directory of tickets {"root": ...}')
     serve_worlds.set_defaults(run=_container_serve)
