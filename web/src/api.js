@@ -53,6 +53,17 @@ export async function api(method, path, body) {
   return parse(await fetch(path, options));
 }
 
+// What the server serves with (GET /v1/info): whether its models are the tiny test twins, and
+// the defaults a request gets. Older servers without it: null.
+export async function serverInfo() {
+  try {
+    return await api("GET", "/v1/info");
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) return null;
+    throw error;
+  }
+}
+
 export async function upload(file, kind) {
   const form = new FormData();
   form.append("file", file);

@@ -1,73 +1,71 @@
 // The worldgen page: submit, follow live, look around the panorama, walk the world, re-layer it.
-import { api } from "./api.js";
+import { api, serverInfo } from "./api.js";
 import { BoxPicker } from "./boxes.js";
-import { setupForm, showError } from "./form.js";
+import { showError, setupForm, showDefaults } from "./form.js";
+import { worldTitle } from "./format.js";
 import { JobList } from "./jobs.js";
 import { PanoramaViewer } from "./panorama.js";
+import { WorldPanel } from "./viewer.js";
 import { WorldViewer } from "./world.js";
 
 const $ = (selector) => document.querySelector(selector);
-const panorama = new PanoramaViewer($("#panorama-canvas"));
-const world = new WorldViewer($("#world-canvas"), $("#layer-toggles"));
-const picker = new BoxPicker($("#box-canvas"), $("#box-list"));
-let current = null;
+const narrow = window.matchMedia("(max-width: 860px)");
+const reveal = () => narrow.matches && $("#viewer").scrollIntoView({ behavior: "smooth", block: "start" });
 
-function showView(name) {
-  for (const button of document.querySelectorAll(".tabs button")) button.classList.toggle("active", button.dataset.view === name);
-  for (const view of ["panorama", "world", "boxes"]) $(`#${view}-view`).hidden = view !== name;
-  if (name === "panorama") panorama.render();
-  if (name === "world") world.render();
-}
-
-async function open(job) {
-  current = job;
-  $("#viewer").hidden = false;
-  $("#viewer-title").textContent = job.request.prompt || job.id;
-  const list = $("#downloads");
-  list.innerHTML = "";
-  if (job.status !== "succeeded") {
-    list.innerHTML = `<li>${job.status}${job.error ? `: ${job.error.message}` : ""}</li>`;
-    return;
-  }
-  const artifacts = (await api("GET", `/v1/worlds/${job.id}/artifacts`)).items;
-  list.innerHTML = artifacts
-    .map((a) => `<li><a href="${a.url}" download="${a.name}">${a.name}</a> (${(a.size / 1e6).toFixed(2)} MB)</li>`)
-    .join("");
-  const url = (name) => artifacts.find((a) => a.name === name)?.url;
-  showView("panorama");
-  await panorama.load(url("panorama.png"));
-  picker.reset(url("panorama.png"));
-  if (url("world_preview.glb")) await world.load(url("world_preview.glb"));
-  $("#load-full").disabled = !url("world.glb");
-  $("#load-full").onclick = () => world.load(url("world.glb"));
-}
-
-const jobs = new JobList($("#job-list"), open);
-jobs.listener = (job) => {
-  if (current && job.id === current.id && job.status === "succeeded" && current.status !== "succeeded") open(job);
-};
-setupForm($("#world-form"), (job) => {
-  jobs.update(job);
-  open(job);
+const picker = new BoxPicker($("#box-canvas"), $("#box-list"), (count) => ($("#relayer").disabled = count === 0));
+const jobs = new JobList($("#job-list"), $("#jobs-empty"), (job) => {
+  panel.open(job);
+  reveal();
 });
-for (const button of document.querySelectorAll(".tabs button")) button.addEventListener("click", () => showView(button.dataset.view));
-for (const radio of document.querySelectorAll("input[name=nav]")) radio.addEventListener("change", (e) => world.setMode(e.target.value));
+const panel = new WorldPanel({
+  panorama: new PanoramaViewer($("#panorama-canvas")),
+  world: new WorldViewer($("#world-canvas"), $("#layer-toggles"), $("#walk-pad")),
+  picker,
+  jobs,
+});
+panel.close();
+
+// A world that ends while the page is open says so, wherever one is looking.
+jobs.listeners.push((job, before) => {
+  panel.update(job, before);
+  if (!before || !["queued", "starting", "running"].includes(before.status)) return;
+  const title = `“${worldTitle(job, jobs.jobs)}”`;
+  if (job.status === "succeeded") panel.toast(`${title} is ready`, () => panel.open(jobs.jobs.get(job.id)));
+  if (job.status === "failed") panel.toast(`${title} failed: ${job.error ? job.error.message : "see its details"}`);
+});
+
+setupForm($("#world-form"), (job) => {
+  panel.open(jobs.update(job));
+  reveal();
+});
+for (const radio of document.querySelectorAll("input[name=nav]")) {
+  radio.addEventListener("change", (e) => {
+    panel.world.setMode(e.target.value);
+    $("#nav-hint").textContent = e.target.value === "walk"
+      ? "W A S D or the arrows to walk (or the pad), drag to look around."
+      : "Drag to turn, scroll or pinch to zoom.";
+  });
+}
 $("#relayer").addEventListener("click", async () => {
   const errors = $("#box-error");
   errors.hidden = true;
   try {
     const job = await api("POST", "/v1/worlds", {
-      source_world_id: current.id,
-      scene: current.request.scene,
-      steps: current.request.steps,
+      source_world_id: panel.current.id,
       objects_fg1: picker.objects("fg1"),
       objects_fg2: picker.objects("fg2"),
     });
-    jobs.update(job);
-    open(job);
+    panel.open(jobs.update(job));
   } catch (error) {
-    showError(errors, error);
+    showError(null, errors, error);
   }
 });
-jobs.start();
-document.body.dataset.ready = "1";
+
+async function start() {
+  const info = await serverInfo();
+  $("#tiny-banner").hidden = !(info && info.models && info.models.tiny);
+  showDefaults($("#world-form"), info);
+  await jobs.start();
+  document.body.dataset.ready = "1";
+}
+start();

@@ -1,4 +1,4 @@
-// The panorama on the inside of a sphere; drag to look around.
+// The panorama on the inside of a sphere: drag to look around, scroll or pinch to zoom.
 import * as THREE from "three";
 import { fitToCanvas } from "./viewport.js";
 
@@ -12,25 +12,51 @@ export class PanoramaViewer {
     this.pitch = 0;
     const geometry = new THREE.SphereGeometry(10, 64, 32);
     geometry.scale(-1, 1, 1); // seen from inside
-    this.material = new THREE.MeshBasicMaterial();
+    this.material = new THREE.MeshBasicMaterial({ color: 0x0f1422 });
     this.scene.add(new THREE.Mesh(geometry, this.material));
     let dragging = null;
-    canvas.addEventListener("pointerdown", (e) => (dragging = { x: e.clientX, y: e.clientY }));
-    window.addEventListener("pointerup", () => (dragging = null));
+    canvas.addEventListener("pointerdown", (e) => {
+      dragging = { x: e.clientX, y: e.clientY };
+      canvas.setPointerCapture(e.pointerId);
+    });
+    for (const end of ["pointerup", "pointercancel", "lostpointercapture"]) canvas.addEventListener(end, () => (dragging = null));
     canvas.addEventListener("pointermove", (e) => {
       if (!dragging) return;
-      this.yaw += (e.clientX - dragging.x) * 0.005;
-      this.pitch = Math.max(-1.5, Math.min(1.5, this.pitch + (e.clientY - dragging.y) * 0.005));
+      const speed = (this.camera.fov / 75) * 0.005;
+      this.yaw += (e.clientX - dragging.x) * speed;
+      this.pitch = Math.max(-1.5, Math.min(1.5, this.pitch + (e.clientY - dragging.y) * speed));
       dragging = { x: e.clientX, y: e.clientY };
       this.render();
     });
+    canvas.addEventListener("wheel", (e) => {
+      e.preventDefault();
+      this.camera.fov = Math.max(25, Math.min(100, this.camera.fov * Math.exp(e.deltaY * 0.001)));
+      this.render();
+    }, { passive: false });
   }
 
-  async load(url) {
-    const texture = await new THREE.TextureLoader().loadAsync(url);
-    texture.colorSpace = THREE.SRGBColorSpace;
-    this.material.map = texture;
+  clear() {
+    this.material.map?.dispose();
+    this.material.map = null;
+    this.material.color.set(0x0f1422);
     this.material.needsUpdate = true;
+    this.canvas.dataset.loaded = "";
+    this.render();
+  }
+
+  // Loads `url` unless `stillWanted()` says another world was opened meanwhile.
+  async load(url, stillWanted = () => true) {
+    this.canvas.dataset.loaded = "";
+    const texture = await new THREE.TextureLoader().loadAsync(url);
+    if (!stillWanted()) return texture.dispose();
+    texture.colorSpace = THREE.SRGBColorSpace;
+    this.material.map?.dispose();
+    this.material.map = texture;
+    this.material.color.set(0xffffff);
+    this.material.needsUpdate = true;
+    this.yaw = 0;
+    this.pitch = 0;
+    this.camera.fov = 75;
     this.render();
     this.canvas.dataset.loaded = "1";
   }
