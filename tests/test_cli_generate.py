@@ -52,3 +52,25 @@ def test_bad_inputs_name_the_problem(tiny_models: Path, tmp_path: Path) -> None:
     no_image = _worldgen("generate", "a lake", "--image", str(tmp_path / "nope.png"), "--out", str(tmp_path),
                          "--models-dir", str(tiny_models), "--height", "64")  # fmt: skip
     assert no_image.returncode == 2 and "--image" in no_image.stderr and "file not found" in no_image.stderr
+
+
+def test_generate_finds_the_tiny_models_that_scripts_serve_writes(tiny_models: Path, tmp_path: Path) -> None:
+    """scripts/serve writes DATA_DIR/tiny-models; `generate` in the same place finds them without
+    --models-dir (README: the two commands, then the CLI). Real models in DATA_DIR/models win."""
+    import os
+    import shutil
+
+    shutil.copytree(tiny_models, tmp_path / "worldgen-data" / "tiny-models")
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLDGEN_MODELS_DIR", "WORLDGEN_DATA_DIR")}
+    result = subprocess.run(
+        [sys.executable, "-m", "worldgen.cli.main", "generate", "a harbour", "--stage", "panorama", "--out", "out"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert Image.open(tmp_path / "out/panorama.png").size == (256, 128)  # and the tiny models' defaults
+    (tmp_path / "worldgen-data" / "models").mkdir()  # a real models root (empty here) takes precedence
+    again = subprocess.run(
+        [sys.executable, "-m", "worldgen.cli.main", "generate", "a harbour", "--stage", "panorama", "--out", "o2"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert again.returncode == 2 and "worldgen-data/models" in again.stderr
