@@ -251,6 +251,30 @@ def test_a_world_is_followed_until_it_opens(desktop, server: str) -> None:
     shot(page, None, "desktop-ready")
 
 
+def test_a_panorama_preview_then_its_world(desktop, server: str) -> None:
+    """ "Panorama only" makes the quick preview; "Build the 3D world" builds the world from it
+    without painting the panorama again."""
+    page = desktop
+    page.fill("textarea[name=prompt]", "a desert canyon")
+    page.fill("input[name=height]", "64")
+    page.fill("input[name=steps]", "2")
+    page.click("#preview-only")
+    page.wait_for_selector("#viewer[data-state='succeeded']", timeout=240_000)
+    preview_id = page.locator("#viewer").get_attribute("data-id")
+    page.wait_for_selector("#panorama-canvas[data-loaded='1']", timeout=60_000)
+    assert "Panorama ready" in page.locator("#viewer-sub").inner_text()
+    assert not page.locator(".tabs button[data-view=world]").is_visible()  # no world yet
+    shot(page, None, "desktop-panorama-preview")
+    page.click("#build-world")
+    page.wait_for_function(f"document.querySelector('#viewer').dataset.id !== '{preview_id}'")
+    world_id = page.locator("#viewer").get_attribute("data-id")
+    assert page.locator("#viewer-title").inner_text() == "a desert canyon"
+    job = wait_for(server, world_id, "succeeded")
+    assert job["request"]["source_world_id"] == preview_id and "panorama" not in job["timings_s"]
+    page.wait_for_selector("#viewer[data-state='succeeded']", timeout=60_000)
+    assert page.locator(".tabs button[data-view=world]").is_visible()
+
+
 def test_warnings_reach_the_page(desktop, ready_world: dict) -> None:
     page = desktop
     warning = "negative_prompt has no effect unless true_cfg_scale > 1"
