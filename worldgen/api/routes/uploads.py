@@ -94,9 +94,9 @@ class _Form:
             parser = MultipartParser(boundary, self.callbacks())
             async for chunk in request.stream():
                 received += len(chunk)
+                parser.write(chunk)  # first: a file part over its kind's limit names that limit
                 if received > max_body:
                     raise ApiError(413, "too_large", f"the upload form is over {max_body} bytes", {"limit": max_body})
-                parser.write(chunk)
                 if self.pending:
                     pending, self.pending = self.pending, []
                     await run_in_threadpool(self.out.writelines, pending)
