@@ -79,7 +79,7 @@ export class JobList {
       ? `<span class="chip warning" title="${escape(job.warnings.join("\n"))}">${job.warnings.length} warning${job.warnings.length > 1 ? "s" : ""}</span>` : "";
     const when = isActive(job) ? `${percent}%` : ago(job.created_at);
     const bar = isActive(job) ? `<div class="bar"><span style="width:${percent}%"></span></div>` : "";
-    const error = job.error && job.status === "failed" ? `<div class="error">${escape(job.error.message)}</div>` : "";
+    const error = job.error && job.status === "failed" ? `<div class="error"><span class="clamp">${escape(job.error.message)}</span></div>` : "";
     item.innerHTML = `${thumb}<div class="world-info">
       <div class="world-head"><span class="world-title">${escape(worldTitle(job, this.jobs))}</span>
         <span class="world-when">${escape(when)}</span></div>
