@@ -34,6 +34,24 @@ def moto_server() -> Iterator[str]:
         server.stop()
 
 
+@contextmanager
+def moto_s3(bucket: str) -> Iterator[str]:
+    """moto's server with boto3 pointed at it through the environment and `bucket` created."""
+    import boto3
+    import pytest
+
+    patch = pytest.MonkeyPatch()
+    with moto_server() as endpoint:
+        for key, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}.items():  # fmt: skip
+            patch.setenv(key, value)
+        try:
+            boto3.client("s3").create_bucket(Bucket=bucket)
+            yield endpoint
+        finally:
+            patch.undo()
+
+
 def processing_jobs() -> dict[str, Any]:
     from moto.backends import get_backend
 

@@ -40,18 +40,10 @@ def _files() -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def aws() -> Iterator[str]:
-    import boto3
+    from tests.aws import moto_s3
 
-    from tests.aws import moto_server
-
-    patch = pytest.MonkeyPatch()
-    with moto_server() as endpoint:
-        for key, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
-            patch.setenv(key, value)
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
+    with moto_s3(BUCKET) as endpoint:
         yield endpoint
-    patch.undo()
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -45,16 +45,10 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/worldgen:0.1.0"
 
 @pytest.fixture(scope="module")
 def aws() -> Iterator[str]:
-    from tests.aws import moto_server
+    from tests.aws import moto_s3
 
-    patch = pytest.MonkeyPatch()
-    with moto_server() as endpoint:
-        for key, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
-            patch.setenv(key, value)
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
+    with moto_s3(BUCKET) as endpoint:
         yield endpoint
-    patch.undo()
 
 
 @pytest.fixture(scope="module")

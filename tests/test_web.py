@@ -175,7 +175,7 @@ def no_horizontal_scroll(page) -> None:
 # --- First visit ------------------------------------------------------------------------------
 
 
-def test_first_visit_explains_itself(desktop, phone) -> None:
+def test_first_visit_explains_itself(desktop, phone, server: str) -> None:
     """An empty list says what to do; the tiny-models banner says the output is noise; Generate is
     in the first screen, with the expert settings folded away."""
     for page, name in ((desktop, "desktop"), (phone, "phone")):
@@ -188,7 +188,9 @@ def test_first_visit_explains_itself(desktop, phone) -> None:
         assert button.is_visible() and box["y"] + box["height"] <= page.viewport_size["height"]
         assert not page.locator("input[name=true_cfg_scale]").is_visible()  # under "Advanced settings"
         assert not page.locator("select[name=step_cache]").is_visible()
-        # The defaults this server applies are shown, not the full-size ones.
+        # The defaults this server applies (GET /v1/info: the tiny models' 128 px) are shown, not 960.
+        info = httpx.get(f"{server}/v1/info").json()
+        assert info["models"]["tiny"] and info["defaults"]["height"] == 128
         assert page.locator("input[name=height]").get_attribute("placeholder").startswith("128")
         no_horizontal_scroll(page)
         shot(page, None, f"{name}-first-visit")
