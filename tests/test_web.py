@@ -156,6 +156,15 @@ def shot(page, selector: str | None, name: str) -> np.ndarray:
     return pixels(data)
 
 
+def click_and_follow(page, button: str) -> str:
+    """Click a button that makes a new world; wait until the viewer has opened it (until then the
+    viewer still shows the previous world, whose state must not be mistaken for the new one's)."""
+    before = page.locator("#viewer").get_attribute("data-id") or ""
+    page.click(button)
+    page.wait_for_function(f"(document.querySelector('#viewer').dataset.id || '') !== '{before}'")
+    return page.locator("#viewer").get_attribute("data-id")
+
+
 def open_world(page, world_id: str) -> None:
     item = page.locator(f"#job-list li[data-id='{world_id}']")
     item.wait_for()
@@ -229,9 +238,8 @@ def test_a_world_is_followed_until_it_opens(desktop, server: str) -> None:
     page.fill("textarea[name=prompt]", "a quiet harbour at dusk")
     page.fill("input[name=height]", "64")
     page.fill("input[name=steps]", "2")
-    page.click("#world-form button.primary")
-    page.wait_for_selector("#viewer[data-state='active']")
-    world_id = page.locator("#viewer").get_attribute("data-id")
+    world_id = click_and_follow(page, "#world-form button.primary")
+    page.wait_for_selector(f"#viewer[data-id='{world_id}'][data-state='active']")
     item = page.locator(f"#job-list li[data-id='{world_id}']")
     assert item.get_attribute("aria-current") == "true" and "open" in item.get_attribute("class")
     assert page.locator("#viewer-title").inner_text() == "a quiet harbour at dusk"
@@ -260,20 +268,17 @@ def test_a_panorama_preview_then_its_world(desktop, server: str) -> None:
     page.fill("textarea[name=prompt]", "a desert canyon")
     page.fill("input[name=height]", "64")
     page.fill("input[name=steps]", "2")
-    page.click("#preview-only")
-    page.wait_for_selector("#viewer[data-state='succeeded']", timeout=240_000)
-    preview_id = page.locator("#viewer").get_attribute("data-id")
+    preview_id = click_and_follow(page, "#preview-only")
+    page.wait_for_selector(f"#viewer[data-id='{preview_id}'][data-state='succeeded']", timeout=240_000)
     page.wait_for_selector("#panorama-canvas[data-loaded='1']", timeout=60_000)
     assert "Panorama ready" in page.locator("#viewer-sub").inner_text()
     assert not page.locator(".tabs button[data-view=world]").is_visible()  # no world yet
     shot(page, None, "desktop-panorama-preview")
-    page.click("#build-world")
-    page.wait_for_function(f"document.querySelector('#viewer').dataset.id !== '{preview_id}'")
-    world_id = page.locator("#viewer").get_attribute("data-id")
+    world_id = click_and_follow(page, "#build-world")
     assert page.locator("#viewer-title").inner_text() == "a desert canyon"
     job = wait_for(server, world_id, "succeeded")
     assert job["request"]["source_world_id"] == preview_id and "panorama" not in job["timings_s"]
-    page.wait_for_selector("#viewer[data-state='succeeded']", timeout=60_000)
+    page.wait_for_selector(f"#viewer[data-id='{world_id}'][data-state='succeeded']", timeout=60_000)
     assert page.locator(".tabs button[data-view=world]").is_visible()
 
 
@@ -436,9 +441,7 @@ def test_drawing_boxes_to_relayer(desktop, ready_world: dict, server: str) -> No
     shot(page, "#boxes-view", "desktop-boxes")
     page.locator("#box-list li").nth(1).locator("button").click()  # remove it again
     assert page.locator("#box-list li").count() == 1
-    page.click("#relayer")
-    page.wait_for_function(f"document.querySelector('#viewer').dataset.id !== '{ready_world['id']}'")
-    new_id = page.locator("#viewer").get_attribute("data-id")
+    new_id = click_and_follow(page, "#relayer")
     job = httpx.get(f"{server}/v1/worlds/{new_id}").json()
     (rock,) = job["request"]["objects_fg1"]
     expected = [0.2 * 128, 0.3 * 64, 0.45 * 128, 0.8 * 64]  # in the 128×64 panorama's pixels
@@ -447,7 +450,7 @@ def test_drawing_boxes_to_relayer(desktop, ready_world: dict, server: str) -> No
     assert sorted(job["request"]["formats"]) == ["drc", "glb", "ply"]  # the source world's formats
     assert page.locator("#viewer-title").inner_text() == "Re-layered: a mountain lake at dawn"
     wait_for(server, new_id, "succeeded")
-    page.wait_for_selector("#viewer[data-state='succeeded']", timeout=60_000)
+    page.wait_for_selector(f"#viewer[data-id='{new_id}'][data-state='succeeded']", timeout=60_000)
     names = {a["name"] for a in httpx.get(f"{server}/v1/worlds/{new_id}/artifacts").json()["items"]}
     assert any(name.endswith(".drc") for name in names)
 
