@@ -136,11 +136,13 @@ def test_killed_worker_job_is_requeued_once_and_succeeds(tmp_path: Path, tiny_mo
     and runs it to success."""
     env = {**os.environ, "WORLDGEN_DATA_DIR": str(tmp_path / "data"), "WORLDGEN_MODELS_DIR": str(tiny_models)}
     store = JobStore.open(f"sqlite:///{(tmp_path / 'data' / 'worldgen.db').resolve()}")
-    job = submit(store, height=128, steps=40)
+    # 200 steps: the panorama takes seconds on the tiny models, so the 0.5 s progress polls see it
+    # (at 40 steps the whole denoising loop fit between two polls and CI missed it).
+    job = submit(store, height=128, steps=200)
     command = [sys.executable, "-m", "worldgen", "worker"]
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: (store.get(job.id).message or "").startswith("step"), what="the first attempt to run")
+        wait_for(lambda: store.get(job.id).stage == "panorama", what="the first attempt to run")
         orphan = int(store.get(job.id).backend_ref.rsplit(":", 1)[1])
         first.send_signal(signal.SIGKILL)
         first.wait(10)
