@@ -13,7 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from fastapi.testclient import TestClient
 
+from worldgen.api.app import create_app
+from worldgen.backends.local import LocalWorker, WorkerConfig
+from worldgen.config import Settings
 from worldgen.jobs.store import JobStore
 from worldgen.models.runtime import ModelRuntime
 
@@ -85,3 +89,14 @@ def store(database_url: str) -> Iterator[JobStore]:
     job_store = JobStore.open(database_url)
     yield job_store
     job_store.close()
+
+
+@pytest.fixture
+def local_service(tmp_path: Path, tiny_models: Path) -> Iterator[tuple[TestClient, LocalWorker]]:
+    """(client, worker): the app on tiny models without its own worker, and a process-mode worker
+    over the same store whose `run_once()` the test calls when it wants a world made."""
+    settings = Settings(data_dir=tmp_path / "data", models_dir=tiny_models)
+    with TestClient(create_app(settings, run_worker=False)) as client:
+        state = client.app.state.worldgen
+        config = WorkerConfig(work_dir=tmp_path / "work", models_dir=tiny_models, poll_interval=0.1, mode="process")
+        yield client, LocalWorker(state.store, state.storage, config)

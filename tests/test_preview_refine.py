@@ -7,28 +7,10 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-from fastapi.testclient import TestClient
-
-from worldgen.api.app import create_app
-from worldgen.backends.local import LocalWorker, WorkerConfig
-from worldgen.config import Settings
 
 
-@pytest.fixture
-def service(tmp_path: Path, tiny_models: Path) -> Iterator[tuple[TestClient, LocalWorker]]:
-    settings = Settings(data_dir=tmp_path / "data", models_dir=tiny_models)
-    with TestClient(create_app(settings, run_worker=False)) as client:
-        state = client.app.state.worldgen
-        config = WorkerConfig(work_dir=tmp_path / "work", models_dir=tiny_models, poll_interval=0.1, mode="process")
-        yield client, LocalWorker(state.store, state.storage, config)
-
-
-def test_preview_then_refine(service) -> None:
-    client, worker = service
+def test_preview_then_refine(local_service) -> None:
+    client, worker = local_service
     body = {"prompt": "a harbour at dusk", "seed": 4, "height": 64, "steps": 2}
     preview = client.post("/v1/worlds", json={**body, "stage": "panorama"}).json()
     assert worker.run_once()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +16,6 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from tests.helpers import gradient_rgb
-from worldgen.api.app import create_app
-from worldgen.backends.local import LocalWorker, WorkerConfig
-from worldgen.config import Settings
 from worldgen.models.runtime import ModelRuntime
 from worldgen.pipeline import WorldInputs, generate_world
 from worldgen.progress import Progress, before_upload, uploading
@@ -116,15 +112,6 @@ def test_the_job_fraction_leaves_room_for_the_upload() -> None:
 # Through the API: the sub-step text reaches JobOut.message; a cancel says where it stopped.
 
 
-@pytest.fixture
-def service(tmp_path: Path, tiny_models: Path) -> Iterator[tuple[TestClient, LocalWorker]]:
-    settings = Settings(data_dir=tmp_path / "data", models_dir=tiny_models)
-    with TestClient(create_app(settings, run_worker=False)) as client:
-        state = client.app.state.worldgen
-        config = WorkerConfig(work_dir=tmp_path / "work", models_dir=tiny_models, poll_interval=0.1, mode="process")
-        yield client, LocalWorker(state.store, state.storage, config)
-
-
 def _panorama(client: TestClient) -> str:
     buffer = io.BytesIO()
     Image.fromarray(gradient_rgb(64, 128)).save(buffer, format="PNG")
@@ -145,8 +132,8 @@ def _watch(client: TestClient, world_id: str, until=lambda job: False) -> list[d
     raise AssertionError(seen[-1])
 
 
-def test_the_api_shows_sub_steps_and_where_a_cancel_stopped(service) -> None:
-    client, worker = service
+def test_the_api_shows_sub_steps_and_where_a_cancel_stopped(local_service) -> None:
+    client, worker = local_service
     body = {"panorama_upload_id": _panorama(client), "seed": 3, "steps": 3, "formats": ["glb"], **BOXES}
     world = client.post("/v1/worlds", json=body).json()
     runner = threading.Thread(target=worker.run_once, daemon=True)
