@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -200,7 +201,11 @@ def test_first_visit_explains_itself(desktop, phone, server: str) -> None:
         # The defaults this server applies (GET /v1/info: the tiny models' 128 px) are shown, not 960.
         info = httpx.get(f"{server}/v1/info").json()
         assert info["models"]["tiny"] and info["defaults"]["height"] == 128
-        assert page.locator("input[name=height]").get_attribute("placeholder").startswith("128")
+        assert page.locator("input[name=height]").get_attribute("placeholder") == "128"
+        assert "tiny test models" in page.locator("input[name=height]").get_attribute("title")
+        # A row's fields line up (a label that wrapped to two lines pushed its field down).
+        tops = {page.locator(f"[name={n}]").bounding_box()["y"] for n in ("scene", "labels_fg1")}
+        assert len(tops) == 1, tops
         no_horizontal_scroll(page)
         shot(page, None, f"{name}-first-visit")
 
@@ -209,6 +214,8 @@ def test_bad_input_is_shown_once_beside_its_field(desktop) -> None:
     page = desktop
     page.fill("textarea[name=prompt]", "a lake")
     page.click("#advanced-options summary")
+    tops = {page.locator(f"input[name={name}]").bounding_box()["y"] for name in ("height", "steps", "seed")}
+    assert len(tops) == 1, tops  # a row's inputs line up (a two-line label pushed one down)
     page.fill("input[name=height]", "100")
     page.click("#world-form button.primary")
     summary = page.locator("#form-error")
@@ -407,7 +414,9 @@ def test_a_failed_world_replaces_the_previous_one(desktop, ready_world: dict, fa
         assert page.locator("#downloads li").count() == 0
         assert page.locator("#load-full").is_disabled()
     failed = page.locator("#viewer-failed")
-    assert "needs a CUDA GPU" in failed.inner_text() and "could not be made" in failed.inner_text()
+    assert "needs a CUDA GPU" in failed.inner_text()
+    assert "could not be made: it failed while loading models." in failed.inner_text()
+    assert page.locator("#viewer-sub").inner_text() == "Failed · while loading models"  # the verb once
     assert page.locator(f"#job-list li[data-id='{failed_world['id']}'] .status").inner_text() == "Failed"
     shot(page, None, "desktop-failed")
 
@@ -486,8 +495,13 @@ def test_cancel_then_delete(desktop, server: str, ready_world: dict) -> None:
     page.wait_for_selector("#viewer[data-state='active']")
     page.click("#cancel-world")
     page.wait_for_selector("#viewer[data-state='canceled']", timeout=60_000)
-    assert "was canceled" in page.locator("#viewer-failed").inner_text()
-    assert page.locator(f"#job-list li[data-id='{world_id}'] .status").inner_text() == "Canceled"
+    # where it stopped, in words (it read "Canceled · canceled")
+    where = re.compile(r"before it started|while [a-z ]+ \(\d+%\)")
+    assert re.fullmatch(rf"This world was canceled ({where.pattern})\.", page.locator("#viewer-failed").inner_text())
+    assert re.fullmatch(rf"Canceled · ({where.pattern})", page.locator("#viewer-sub").inner_text())
+    item = page.locator(f"#job-list li[data-id='{world_id}']")
+    assert item.locator(".status").inner_text() == "Canceled"
+    assert where.fullmatch(item.locator(".detail").inner_text())
     shot(page, None, "desktop-canceled")
     page.click("#delete-world")
     assert page.locator("#delete-world").inner_text() == "Delete for good?"
@@ -516,6 +530,8 @@ def test_phone_stacks_and_walks_by_touch(phone, ready_world: dict) -> None:
     assert page.evaluate("document.querySelector('#viewer').getBoundingClientRect().top") < PHONE["height"] / 2
     no_horizontal_scroll(page)
     shot(page, None, "phone-ready")
+    tabs = page.locator(".tabs button")
+    assert len({tabs.nth(i).bounding_box()["y"] for i in range(tabs.count())}) == 1  # one row of tabs
     page.locator(".tabs button[data-view=world]").tap()
     page.wait_for_selector("#world-canvas[data-loaded='1']", timeout=60_000)
     page.locator(".segmented label", has_text="Walk").tap()

@@ -34,7 +34,10 @@ export function showDefaults(form, info) {
   const defaults = (info && info.defaults) || {};
   const tiny = info && info.models && info.models.tiny;
   for (const name of ["height", "steps", "guidance", "inpaint_seed"]) {
-    if (defaults[name] !== undefined) form.elements[name].placeholder = `${defaults[name]}${tiny && name !== "guidance" && name !== "inpaint_seed" ? " (test models)" : ""}`;
+    if (defaults[name] === undefined) continue;
+    // The value alone fits the narrow field; the tooltip says where it comes from.
+    form.elements[name].placeholder = String(defaults[name]);
+    form.elements[name].title = `Empty: this server's default, ${defaults[name]}${tiny ? " (small, for the tiny test models)" : ""}`;
   }
 }
 

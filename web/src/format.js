@@ -41,8 +41,10 @@ export function statusDetail(job) {
   if (job.status === "queued") return job.queue_position ? `number ${job.queue_position} in the queue` : "waiting for a worker";
   if (isActive(job)) return [stageWord(job.stage), job.message].filter(Boolean).join(" · ") || "starting";
   if (job.status === "succeeded") return `made in ${duration(job)}`;
-  if (job.status === "canceled") return job.stage ? `canceled while ${stageWord(job.stage).toLowerCase()}` : "canceled";
-  if (job.status === "failed") return job.stage ? `failed while ${stageWord(job.stage).toLowerCase()}` : "failed";
+  // After the status word ("Canceled", "Failed"), so the verb is not said twice.
+  const during = job.stage ? `while ${stageWord(job.stage).toLowerCase()}` : "";
+  if (job.status === "canceled") return during ? `${during} (${Math.round(job.progress * 100)}%)` : "before it started";
+  if (job.status === "failed") return during || "before it started";
   return "";
 }
 

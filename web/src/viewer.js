@@ -102,8 +102,8 @@ export class WorldPanel {
     if (!failed.hidden) {
       const reason = job.error ? job.error.message : "";
       failed.textContent = job.status === "failed"
-        ? `This world could not be made (${statusDetail(job)}).\n${reason}`
-        : `This world was canceled${job.stage ? ` while ${stageWord(job.stage).toLowerCase()}` : ""}.`;
+        ? `This world could not be made: it failed ${statusDetail(job)}.\n${reason}`
+        : `This world was canceled ${statusDetail(job)}.`;
     }
     const warnings = $("#warnings");
     warnings.hidden = !(job.warnings && job.warnings.length);
