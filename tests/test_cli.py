@@ -296,23 +296,16 @@ def test_submit_uploads_panorama_and_distance(server: str, capsys: pytest.Captur
     assert "must be 2:1" in err
 
 
-def test_submit_stage_panorama_then_relayer_it(server: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = cli(
-        capsys,
-        "submit",
-        "a dune",
-        "--stage",
-        "panorama",
-        "--height",
-        "64",
-        "--steps",
-        "1",
-        "--follow",
-        "--server",
-        server,
-    )
+def _panorama_preview(capsys: pytest.CaptureFixture[str], server: str, prompt: str) -> str:
+    """A quick `--stage panorama` world, followed until it ends; its id."""
+    quick = ("--stage", "panorama", "--height", "64", "--steps", "1")
+    code, out, err = cli(capsys, "submit", prompt, *quick, "--follow", "--server", server)
     assert code == 0, err
-    preview = out.split()[0]
+    return out.split()[0]
+
+
+def test_submit_stage_panorama_then_relayer_it(server: str, capsys: pytest.CaptureFixture[str]) -> None:
+    preview = _panorama_preview(capsys, server, "a dune")
     assert _world(server, preview)["request"]["stage"] == "panorama"
     names = {a["name"] for a in httpx.get(f"{server}/v1/worlds/{preview}/artifacts", timeout=30).json()["items"]}
     assert "panorama.png" in names and not any(n.endswith((".ply", ".glb")) for n in names)
@@ -366,26 +359,11 @@ def test_cancel_download_and_delete(server: str, capsys: pytest.CaptureFixture[s
 
 
 def test_delete_a_finished_world(server: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, out, err = cli(
-        capsys,
-        "submit",
-        "a pond",
-        "--stage",
-        "panorama",
-        "--height",
-        "64",
-        "--steps",
-        "1",
-        "--follow",
-        "--server",
-        server,
-    )
-    assert code == 0, err
-    world_id = out.split()[0]
+    world_id = _panorama_preview(capsys, server, "a pond")
     code, out, _ = cli(capsys, "download", world_id, "--out", tmp_path / "got", "--server", server)
     assert code == 0 and (tmp_path / "got" / "panorama.png").is_file() and "sha256 ok" in out
     code, out, _ = cli(capsys, "delete", world_id, "--server", server)
-    assert code == 0 and f"{world_id}  a pond: deleted (it was succeeded)" in out
+    assert code == 0 and f"{world_id}  a pond: deleted (it had succeeded)" in out
     code, _, err = cli(capsys, "delete", world_id, "--server", server)
     assert code == 2 and "410 gone" in err
 

@@ -376,7 +376,8 @@ def _delete(args: argparse.Namespace) -> int:
         before = _check(client.get(f"/v1/worlds/{args.world_id}"))
         _check(client.delete(f"/v1/worlds/{args.world_id}"))
     was = before["status"]
-    what = f"canceled and deleted (it was {was})" if was not in TERMINAL else f"deleted (it was {was})"
+    how = {"succeeded": "it had succeeded", "failed": "it had failed"}.get(was, f"it was {was}")
+    what = f"canceled and deleted ({how})" if was not in TERMINAL else f"deleted ({how})"
     print(f"{args.world_id}  {title(before)[:60]}: {what}; its files are removed and its id now answers 410 gone")
     return 0
 
