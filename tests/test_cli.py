@@ -371,5 +371,8 @@ def test_delete_a_finished_world(server: str, capsys: pytest.CaptureFixture[str]
 def test_a_failed_world_says_where_it_failed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with running_service(tmp_path, tmp_path / "no-models") as url:
         code, out, err = cli(capsys, "submit", "a lake", "--height", "64", "--steps", "1", "--follow", "--server", url)
+        world_id = out.split()[0]
+        deleted = cli(capsys, "delete", world_id, "--server", url)
     assert code == 1, err
     assert re.search(r"a lake: failed during \w+: model 'flux-dev' .* is incomplete", out), out
+    assert deleted[0] == 0 and f"{world_id}  a lake: deleted (it had failed)" in deleted[1], deleted
